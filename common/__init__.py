@@ -1,0 +1,1 @@
+"""Framework-neutral core of rosettazoo and one base module per framework."""

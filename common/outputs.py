@@ -1,0 +1,120 @@
+"""Model outputs with transformers 4.x field names and tuple order, shared by the three frameworks.
+
+An output is a dataclass that also behaves as an ordered mapping of its fields that are not ``None``:
+``out.logits``, ``out["logits"]`` and ``out[0]`` (tuple order, ``None`` fields skipped) all work, as in
+transformers. The values are whatever tensors the framework produced.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from typing import Any
+
+OUTPUT_CLASSES: list[type] = []
+
+
+class ModelOutput(OrderedDict):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        OUTPUT_CLASSES.append(cls)
+
+    def __post_init__(self):
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                super().__setitem__(field.name, value)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        return self.to_tuple()[key]
+
+    def __setattr__(self, name, value):
+        if name in self.keys() or (value is not None and name in {f.name for f in fields(self)}):
+            super().__setitem__(name, value)
+        super().__setattr__(name, value)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+    def __reduce__(self):
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(self[k] for k in self.keys())
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass
+class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: Any = None
+    past_key_values: Any = None
+    attentions: Any = None
+    cross_attentions: Any = None
+
+
+@dataclass
+class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+    cross_attentions: Any = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+
+@dataclass
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+    cross_attentions: Any = None
+
+
+@dataclass
+class SequenceClassifierOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+
+@dataclass
+class TokenClassifierOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+
+@dataclass
+class MultipleChoiceModelOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Any = None
+    start_logits: Any = None
+    end_logits: Any = None
+    hidden_states: Any = None
+    attentions: Any = None

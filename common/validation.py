@@ -1,0 +1,53 @@
+"""Input checks shared by the three frameworks, so bad input gets the same clear error everywhere.
+
+Each takes concrete values (numpy arrays or shapes). Framework code calls them before any gather, because
+TensorFlow and JAX gathers silently clamp or zero out-of-range indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def check_token_ids(ids, vocab_size: int, name: str = "input_ids") -> None:
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{name} holds token id {bad}, outside the vocabulary [0, {vocab_size}); "
+            f"check that the tokenizer matches the model (vocab_size={vocab_size})"
+        )
+
+
+def check_index_range(ids, size: int, name: str, what: str) -> None:
+    """Like ``check_token_ids`` for other embedding tables (positions, token types)."""
+    ids = np.asarray(ids)
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= size):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise ValueError(f"{name} holds {bad}, outside [0, {size}) allowed by {what}")
+
+
+def check_sequence_length(length: int, limit: int, what: str = "max_position_embeddings") -> None:
+    if length > limit:
+        raise ValueError(
+            f"sequence length {length} exceeds the {limit} positions the model allows ({what}); "
+            f"truncate the input (e.g. tokenizer(..., truncation=True, max_length={limit}))"
+        )
+
+
+def check_shape(name: str, shape: Sequence[int], expected: Sequence[int], meaning: str = "") -> None:
+    if tuple(shape) != tuple(expected):
+        extra = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} has shape {list(shape)} but must have shape {list(expected)}{extra}")
+
+
+def check_rank(name: str, shape: Sequence[int], rank: int, meaning: str) -> None:
+    if len(shape) != rank:
+        raise ValueError(f"{name} must have {rank} dimensions ({meaning}), got shape {list(shape)}")
