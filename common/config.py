@@ -156,6 +156,9 @@ class PretrainedConfig:
     def from_dict(cls, values: dict[str, Any], **overrides: Any):
         if not isinstance(values, dict):
             raise ConfigError(f"a {cls.__name__} needs a JSON object, got {type(values).__name__}")
+        if "num_labels" in overrides and "id2label" not in overrides:
+            # A new label count replaces the stored labels, as in transformers.
+            values = {k: v for k, v in values.items() if k not in ("id2label", "label2id")}
         return cls(**{**values, **overrides})
 
     @classmethod

@@ -76,11 +76,13 @@ def load_weights(
 
     loaded: dict[str, np.ndarray] = {}
     consumed: set[str] = set()
+    roots: set[str] = set()  # the model's top-level modules ("roberta", "lm_head")
     report = LoadReport()
     missing_required: list[str] = []
     for path, shape in target.items():
         canonical, transpose = to_canonical(path, framework)
         wanted = full(canonical, model_prefixed)
+        roots.add(wanted.split(".", 1)[0])
         found = next((n for n in [wanted, *aliases.get(wanted, [])] if n in available), None)
         if found is None:
             (report.missing if allow_new_heads and spec.may_be_new(wanted) else missing_required).append(canonical)
@@ -94,9 +96,12 @@ def load_weights(
         array = np.asarray(checkpoint[available[found]])
         loaded[path] = np.ascontiguousarray(array.T) if transpose else array
 
+    def tied_copy(name: str) -> bool:
+        """A checkpoint's copy of a tied tensor the model loaded under its partner's name, in a module it has."""
+        return name.split(".", 1)[0] in roots and any(a in consumed for a in aliases.get(name, []))
+
     report.unexpected = sorted(
-        available[n] for n in available
-        if n not in consumed and not spec.is_ignored(n) and not any(a in consumed for a in aliases.get(n, []))
+        available[n] for n in available if n not in consumed and not spec.is_ignored(n) and not tied_copy(n)
     )
     problems = []
     if missing_required:

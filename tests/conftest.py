@@ -10,6 +10,8 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# transformers is the PyTorch oracle only: keep it from importing TensorFlow too.
+os.environ.setdefault("USE_TF", "0")
 
 
 def pytest_collection_modifyitems(items):
