@@ -8,6 +8,7 @@ transformers. The values are whatever tensors the framework produced.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -20,6 +21,15 @@ class ModelOutput(OrderedDict):
         OUTPUT_CLASSES.append(cls)
 
     def __post_init__(self):
+        names = [f.name for f in fields(self)]
+        first = getattr(self, names[0])
+        # tf.function rebuilds a mapping output as type(out)(iterator of (key, value) pairs), as transformers allows.
+        if isinstance(first, Iterator) and all(getattr(self, name) is None for name in names[1:]):
+            object.__setattr__(self, names[0], None)
+            del self[names[0]]
+            for key, value in first:
+                setattr(self, key, value)
+            return
         for field in fields(self):
             value = getattr(self, field.name)
             if value is not None:

@@ -69,10 +69,7 @@ def load_weights(
 
     # Canonical names with the base-model prefix on both sides, so a base checkpoint fits a head model and back.
     available = {full(name, checkpoint_prefixed): name for name in checkpoint.keys()}
-    aliases: dict[str, list[str]] = {}
-    for derived, origin in spec.tied.items():
-        aliases.setdefault(derived, []).append(origin)
-        aliases.setdefault(origin, []).append(derived)
+    aliases = spec.aliases()
 
     loaded: dict[str, np.ndarray] = {}
     consumed: set[str] = set()
@@ -129,11 +126,15 @@ def export_weights(tree: Mapping[str, Any], spec: WeightsSpec, framework: str) -
         out[canonical] = np.ascontiguousarray(array.T) if transpose else array
     prefix = spec.base_model_prefix + "."
 
-    def present(name: str) -> bool:
-        return name in out or (name.startswith(prefix) and name[len(prefix):] in out)
+    def as_saved(name: str) -> str | None:
+        """The name under which this tree holds ``name`` (a base model holds it without the prefix)."""
+        if name in out:
+            return name
+        unprefixed = name[len(prefix):] if name.startswith(prefix) else None
+        return unprefixed if unprefixed in out else None
 
-    for derived, origin in spec.tied.items():
-        for name in (derived, derived[len(prefix):] if derived.startswith(prefix) else None):
-            if name in out and present(origin):
-                del out[name]
+    for group in spec.tie_groups():
+        held = [name for name in map(as_saved, group) if name is not None]
+        for copy in held[1:]:  # keep the first of each group, origin first
+            del out[copy]
     return {name: array for name, array in out.items() if not spec.is_ignored(name)}

@@ -56,6 +56,17 @@ class WeightsSpec:
     ignored: tuple[str, ...] = ()
     new_heads: tuple[str, ...] = ()
 
+    def tie_groups(self) -> list[list[str]]:
+        """Names that share storage, each group led by its origin (several copies may share one origin)."""
+        groups: dict[str, list[str]] = {}
+        for derived, origin in self.tied.items():
+            groups.setdefault(origin, [origin]).append(derived)
+        return list(groups.values())
+
+    def aliases(self) -> dict[str, list[str]]:
+        """For each tied name, the other names of its group, origin first."""
+        return {name: [other for other in group if other != name] for group in self.tie_groups() for name in group}
+
     def is_ignored(self, name: str) -> bool:
         return any(re.search(pattern, name) for pattern in self.ignored)
 

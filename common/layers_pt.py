@@ -1,0 +1,273 @@
+"""PyTorch building blocks shared by every family: activations, masks, attention, losses, weight init.
+
+Each function follows transformers 4.57.6's arithmetic (same operations in the same order), so models built
+from them agree with Hugging Face's to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import ml_dtypes
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import PretrainedConfig
+from .validation import check_index_range, check_shape, check_token_ids
+
+# ----------------------------------------------------------------------------------------------------------------
+# Activations: one per name in common/activations.py.
+
+
+def _gelu_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def _gelu_pytorch_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_new,
+    "gelu_pytorch_tanh": _gelu_pytorch_tanh,
+    "gelu_fast": _gelu_fast,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        return ACTIVATION_FUNCTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_FUNCTIONS)}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks on concrete tensors: only the extremes leave the device, so the check costs two reductions.
+
+
+def _extremes(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.numel() == 0:
+        return np.zeros((0,), dtype=np.int64)
+    return torch.stack([tensor.min(), tensor.max()]).cpu().numpy()
+
+
+def check_ids(ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
+    check_token_ids(_extremes(ids), vocab_size, name)
+
+
+def check_indices(ids: torch.Tensor, size: int, name: str, what: str) -> None:
+    check_index_range(_extremes(ids), size, name, what)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention masks. A "keep" mask holds 1 where attention is allowed; the additive form holds 0 there and the
+# dtype's most negative finite value elsewhere, as Hugging Face builds it, so fully masked rows agree too.
+
+
+def additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (1.0 - keep.to(dtype)) * torch.finfo(dtype).min
+
+
+def padding_keep_mask(mask: torch.Tensor, batch: int, query_length: int, key_length: int, name: str) -> torch.Tensor:
+    """A 2D [batch, keys] or 3D [batch, queries, keys] mask as a [batch, 1, queries or 1, keys] keep mask."""
+    if mask.dim() == 2:
+        check_shape(name, mask.shape, (batch, key_length), "batch, key length")
+        return mask[:, None, None, :]
+    if mask.dim() == 3:
+        check_shape(name, mask.shape, (batch, query_length, key_length), "batch, query length, key length")
+        return mask[:, None, :, :]
+    raise ValueError(f"{name} must have 2 or 3 dimensions, got shape {list(mask.shape)}")
+
+
+def causal_keep_mask(mask: torch.Tensor, query_length: int) -> torch.Tensor:
+    """Combine a 2D padding mask [batch, past + queries] with the causal mask: [batch, 1, queries, past + queries].
+
+    The queries are the last ``query_length`` positions; every cached position before them stays visible.
+    """
+    key_length = mask.shape[1]
+    past_length = key_length - query_length
+    key_positions = torch.arange(key_length, device=mask.device)
+    query_positions = torch.arange(past_length, key_length, device=mask.device)
+    causal = (key_positions[None, :] <= query_positions[:, None]).to(mask.dtype)
+    return causal[None, None, :, :] * mask[:, None, None, :]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention.
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim]."""
+    batch, seq, _ = x.shape
+    return x.view(batch, seq, num_heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]."""
+    batch, heads, seq, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, seq, heads * head_dim)
+
+
+def eager_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    dropout_p: float = 0.0,
+    head_mask: torch.Tensor | None = None,
+    extra_scores: Sequence[torch.Tensor] = (),
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out, returning (context [batch, heads, q, head_dim], probabilities [batch, heads, q, k]).
+
+    ``extra_scores`` (relative position scores) are added one by one to the raw scores before scaling. With
+    ``scale=None`` the scores are divided by sqrt(head_dim) as BERT-style models do; otherwise multiplied by it.
+    """
+    scores = torch.matmul(query, key.transpose(-1, -2))
+    for extra in extra_scores:
+        scores = scores + extra
+    scores = scores / math.sqrt(query.shape[-1]) if scale is None else scores * scale
+    if mask is not None:
+        scores = scores + mask
+    probs = F.softmax(scores, dim=-1)
+    probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0.0)
+    if head_mask is not None:
+        probs = probs * head_mask
+    return torch.matmul(probs, value), probs
+
+
+def sdpa_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """The fused kernel; ``scale=None`` is its default 1/sqrt(head_dim)."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+
+
+def head_mask_per_layer(head_mask: torch.Tensor | None, num_layers: int, num_heads: int, dtype: torch.dtype):
+    """[heads] or [layers, heads] (1 keeps a head, 0 silences it) -> per layer [1, heads, 1, 1], or Nones."""
+    if head_mask is None:
+        return [None] * num_layers
+    if head_mask.dim() == 1:
+        check_shape("head_mask", head_mask.shape, (num_heads,), "heads")
+        head_mask = head_mask[None, :].expand(num_layers, -1)
+    elif head_mask.dim() == 2:
+        check_shape("head_mask", head_mask.shape, (num_layers, num_heads), "layers, heads")
+    else:
+        raise ValueError(f"head_mask must have shape [heads] or [layers, heads], got {list(head_mask.shape)}")
+    return list(head_mask.to(dtype)[:, None, :, None, None])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses, as Hugging Face computes them.
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cross entropy over every position; labels of -100 are ignored (mean over the rest)."""
+    return F.cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1))
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Next-token cross entropy: position i predicts label i + 1; computed in float32."""
+    return token_loss(logits[:, :-1].float(), labels[:, 1:], vocab_size)
+
+
+def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor):
+    """Regression (MSE), single-label (cross entropy) or multi-label (BCE with logits) by ``config.problem_type``.
+
+    When the problem type is unset it is inferred as Hugging Face does and written to the config.
+    """
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if config.problem_type == "single_label_classification":
+        return token_loss(logits, labels, num_labels)
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
+    """Question answering: mean of start and end cross entropy; positions past the input are ignored."""
+    if start_positions.dim() > 1:
+        start_positions = start_positions.squeeze(-1)
+    if end_positions.dim() > 1:
+        end_positions = end_positions.squeeze(-1)
+    ignored = start_logits.shape[1]
+    start_loss = F.cross_entropy(start_logits, start_positions.clamp(0, ignored), ignore_index=ignored)
+    end_loss = F.cross_entropy(end_logits, end_positions.clamp(0, ignored), ignore_index=ignored)
+    return (start_loss + end_loss) / 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Weight init and conversion to and from numpy.
+
+
+def init_module(module: nn.Module, std: float) -> None:
+    """Hugging Face's init: normal(0, std) for linear and embedding weights, zero biases and padding rows,
+    LayerNorm ones and zeros."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy; bfloat16 through ml_dtypes, bit for bit."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def from_numpy(array: np.ndarray) -> torch.Tensor:
+    """A numpy array (possibly read-only, possibly ml_dtypes bfloat16) copied into a tensor."""
+    if array.dtype == ml_dtypes.bfloat16:
+        return torch.tensor(array.view(np.int16)).view(torch.bfloat16)
+    return torch.tensor(array)

@@ -1,0 +1,669 @@
+"""RoBERTa and RoBERTa-PreLayerNorm in PyTorch.
+
+One set of blocks serves both families. ``pre_layer_norm`` switches between RoBERTa's "add, then norm" (a
+LayerNorm after each residual sum) and fairseq's ``--encoder-normalize-before`` (a LayerNorm before each
+sublayer, plus one after the encoder). Module attribute names are Hugging Face's, so ``named_parameters()``
+are the canonical checkpoint names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..common.layers_pt import (
+    activation,
+    additive_mask,
+    causal_keep_mask,
+    causal_lm_loss,
+    check_ids,
+    check_indices,
+    eager_attention,
+    head_mask_per_layer,
+    merge_heads,
+    padding_keep_mask,
+    sdpa_attention,
+    sequence_classification_loss,
+    span_loss,
+    split_heads,
+    token_loss,
+)
+from ..common.modeling_pt import PreTrainedModel
+from ..common.outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from ..common.validation import check_rank, check_sequence_length
+from .config import RobertaConfig, RobertaPreLayerNormConfig
+from .weights import weights_spec
+
+
+def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int, past_length: int = 0) -> torch.Tensor:
+    """RoBERTa numbers real tokens from ``padding_idx + 1`` (after the cached ones); padding keeps ``padding_idx``."""
+    is_token = input_ids.ne(padding_idx).int()
+    return ((torch.cumsum(is_token, dim=1).type_as(is_token) + past_length) * is_token).long() + padding_idx
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Blocks
+
+
+class RobertaEmbeddings(nn.Module):
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.config = config
+        self.padding_idx = config.pad_token_id
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=self.padding_idx)
+        self.position_embeddings = nn.Embedding(
+            config.max_position_embeddings, config.hidden_size, padding_idx=self.padding_idx
+        )
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0):
+        config = self.config
+        if inputs_embeds is None:
+            check_ids(input_ids, config.vocab_size)
+            inputs_embeds = self.word_embeddings(input_ids)
+        batch, seq = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = self._default_position_ids(input_ids, batch, seq, past_length, inputs_embeds.device)
+        else:
+            check_indices(position_ids, config.max_position_embeddings, "position_ids", "max_position_embeddings")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((batch, seq), dtype=torch.long, device=inputs_embeds.device)
+        else:
+            check_indices(token_type_ids, config.type_vocab_size, "token_type_ids", "type_vocab_size")
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        if config.position_embedding_type == "absolute":
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+    def _default_position_ids(self, input_ids, batch, seq, past_length, device):
+        if input_ids is not None:
+            return position_ids_from_input_ids(input_ids, self.padding_idx, past_length)
+        # Embeddings give no padding to skip: number them in order (Hugging Face ignores the cache here too).
+        first = self.padding_idx + 1
+        return torch.arange(first, first + seq, dtype=torch.long, device=device).expand(batch, seq)
+
+
+class RobertaSelfAttention(nn.Module):
+    """Multi-head attention; cross-attention when ``key_value_states`` (the encoder output) is given."""
+
+    def __init__(self, config: RobertaConfig, position_embedding_type: str):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.dropout_prob = config.attention_probs_dropout_prob
+        self.position_embedding_type = position_embedding_type
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        if position_embedding_type != "absolute":
+            self.max_position_embeddings = config.max_position_embeddings
+            self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_size)
+
+    def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+                output_attentions=False):
+        query = split_heads(self.query(hidden_states), self.num_heads)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        dropout_p = self.dropout_prob if self.training else 0.0
+        if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
+            context, probs = eager_attention(
+                query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
+                extra_scores=self._relative_scores(query, key),
+            )
+        else:
+            context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p), None
+        return merge_heads(context), probs, (key, value)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+        if key_value_states is not None and past_key_value is not None:
+            return past_key_value  # the encoder's keys and values, computed at the first step
+        source = hidden_states if key_value_states is None else key_value_states
+        key = split_heads(self.key(source), self.num_heads)
+        value = split_heads(self.value(source), self.num_heads)
+        if past_key_value is not None:
+            key = torch.cat([past_key_value[0], key], dim=2)
+            value = torch.cat([past_key_value[1], value], dim=2)
+        return key, value
+
+    def _relative_scores(self, query, key) -> list[torch.Tensor]:
+        """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
+        if self.position_embedding_type == "absolute":
+            return []
+        query_length, key_length = query.shape[2], key.shape[2]
+        # The queries are the last positions: the cached keys come before them.
+        query_positions = torch.arange(key_length - query_length, key_length, device=query.device)
+        key_positions = torch.arange(key_length, device=query.device)
+        distance = query_positions[:, None] - key_positions[None, :]
+        table = self.distance_embedding(distance + self.max_position_embeddings - 1).to(query.dtype)
+        scores = [torch.einsum("bhld,lrd->bhlr", query, table)]
+        if self.position_embedding_type == "relative_key_query":
+            scores.append(torch.einsum("bhrd,lrd->bhlr", key, table))
+        return scores
+
+
+class RobertaSelfOutput(nn.Module):
+    """Projection of the attention output, dropout and the residual (then LayerNorm unless pre-layer-norm)."""
+
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+        super().__init__()
+        self.pre_layer_norm = pre_layer_norm
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        if not pre_layer_norm:
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        hidden_states = self.dropout(self.dense(hidden_states)) + residual
+        return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
+
+
+class RobertaAttention(nn.Module):
+    """Self- or cross-attention with its output block; pre-layer-norm normalizes the input first."""
+
+    def __init__(self, config: RobertaConfig, position_embedding_type: str, pre_layer_norm: bool):
+        super().__init__()
+        self.pre_layer_norm = pre_layer_norm
+        self.self = RobertaSelfAttention(config, position_embedding_type)
+        self.output = RobertaSelfOutput(config, pre_layer_norm)
+        if pre_layer_norm:
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+                output_attentions=False):
+        normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
+        context, probs, key_value = self.self(
+            normed, mask, head_mask, key_value_states, past_key_value, output_attentions
+        )
+        return self.output(context, hidden_states), probs, key_value
+
+
+class RobertaIntermediate(nn.Module):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+        super().__init__()
+        self.pre_layer_norm = pre_layer_norm
+        if pre_layer_norm:
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = activation(config.hidden_act)
+
+    def forward(self, hidden_states):
+        if self.pre_layer_norm:
+            hidden_states = self.LayerNorm(hidden_states)
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class RobertaOutput(nn.Module):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+        super().__init__()
+        self.pre_layer_norm = pre_layer_norm
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        if not pre_layer_norm:
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        hidden_states = self.dropout(self.dense(hidden_states)) + residual
+        return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
+
+
+class RobertaLayer(nn.Module):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+        super().__init__()
+        self.attention = RobertaAttention(config, config.position_embedding_type, pre_layer_norm)
+        if config.add_cross_attention:
+            if not config.is_decoder:
+                raise ValueError("add_cross_attention=True needs is_decoder=True: cross-attention is a decoder layer")
+            self.crossattention = RobertaAttention(config, "absolute", pre_layer_norm)
+        self.intermediate = RobertaIntermediate(config, pre_layer_norm)
+        self.output = RobertaOutput(config, pre_layer_norm)
+
+    def forward(self, hidden_states, mask=None, head_mask=None, encoder_hidden_states=None, encoder_mask=None,
+                past_key_value=None, output_attentions=False):
+        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer)."""
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        hidden_states, self_probs, cache = self.attention(
+            hidden_states, mask, head_mask, None, self_past, output_attentions
+        )
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError(
+                    "encoder_hidden_states were given, but the model has no cross-attention layers; "
+                    "build it with is_decoder=True and add_cross_attention=True"
+                )
+            cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            hidden_states, cross_probs, cross_cache = self.crossattention(
+                hidden_states, encoder_mask, head_mask, encoder_hidden_states, cross_past, output_attentions
+            )
+            cache = cache + cross_cache
+        hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
+        return hidden_states, self_probs, cross_probs, cache
+
+
+class RobertaEncoder(nn.Module):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([RobertaLayer(config, pre_layer_norm) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states, mask=None, head_masks=None, encoder_hidden_states=None, encoder_mask=None,
+                past_key_values=None, use_cache=False, output_attentions=False, output_hidden_states=False):
+        all_hidden = [] if output_hidden_states else None
+        all_self = [] if output_attentions else None
+        all_cross = [] if output_attentions and self.config.add_cross_attention else None
+        cache = [] if use_cache else None
+        for i, layer in enumerate(self.layer):
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, self_probs, cross_probs, layer_cache = layer(
+                hidden_states, mask, head_masks[i], encoder_hidden_states, encoder_mask,
+                past_key_values[i] if past_key_values is not None else None, output_attentions,
+            )
+            if output_attentions:
+                all_self.append(self_probs)
+                if all_cross is not None:
+                    all_cross.append(cross_probs)
+            if use_cache:
+                cache.append(layer_cache)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=_tuple_or_none(cache),
+            hidden_states=_tuple_or_none(all_hidden),
+            attentions=_tuple_or_none(all_self),
+            cross_attentions=_tuple_or_none(all_cross),
+        )
+
+
+def _tuple_or_none(values):
+    return tuple(values) if values is not None else None
+
+
+class RobertaPooler(nn.Module):
+    """tanh(dense(first token)): the sentence vector of the bare model."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class RobertaLMHead(nn.Module):
+    """dense, exact GELU, LayerNorm, then the vocabulary projection (tied to the word embeddings by default)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias
+
+    def forward(self, features):
+        x = nn.functional.gelu(self.dense(features))
+        return self.decoder(self.layer_norm(x))
+
+
+class RobertaClassificationHead(nn.Module):
+    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features):
+        x = self.dropout(features[:, 0, :])
+        x = self.dropout(torch.tanh(self.dense(x)))
+        return self.out_proj(x)
+
+
+def _classifier_dropout(config: RobertaConfig) -> float:
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class RobertaPreTrainedModel(PreTrainedModel):
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+    pre_layer_norm = False
+
+    @classmethod
+    def base_model_class(cls) -> type[RobertaModel]:
+        """The bare model of this family, which head models hold under ``base_model_prefix``."""
+        return RobertaPreLayerNormModel if cls.pre_layer_norm else RobertaModel
+
+    def weights_spec(self):
+        return weights_spec(self.config, self.base_model_prefix)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def _add_base_model(self, add_pooling_layer: bool) -> None:
+        base_model = self.base_model_class()(self.config, add_pooling_layer=add_pooling_layer)
+        setattr(self, self.base_model_prefix, base_model)
+
+    def _resolve(self, name: str, value):
+        return getattr(self.config, name) if value is None else value
+
+
+class RobertaModel(RobertaPreTrainedModel):
+    """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, optional pooler."""
+
+    def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = RobertaEmbeddings(config)
+        self.encoder = RobertaEncoder(config, self.pre_layer_norm)
+        if self.pre_layer_norm:
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = RobertaPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        config = self.config
+        output_attentions = self._resolve("output_attentions", output_attentions)
+        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
+        use_cache = self._resolve("use_cache", use_cache) if config.is_decoder else False
+        batch, seq = _input_shape(input_ids, inputs_embeds)
+        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+        check_sequence_length(seq + past_length, config.max_sequence_length)
+
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
+        mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings)
+        if not (config.is_decoder and encoder_hidden_states is not None):
+            encoder_hidden_states = encoder_mask = None  # an encoder ignores them, as in transformers
+        else:
+            encoder_mask = self._encoder_attention_mask(
+                encoder_attention_mask, encoder_hidden_states, seq, embeddings.dtype
+            )
+        head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads,
+                                         embeddings.dtype)
+
+        encoded = self.encoder(
+            embeddings, mask, head_masks, encoder_hidden_states, encoder_mask, past_key_values, use_cache,
+            output_attentions, output_hidden_states,
+        )
+        sequence_output = encoded.last_hidden_state
+        if self.pre_layer_norm:
+            sequence_output = self.LayerNorm(sequence_output)
+        out = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=encoded.hidden_states,
+            past_key_values=encoded.past_key_values,
+            attentions=encoded.attentions,
+            cross_attentions=encoded.cross_attentions,
+        )
+        return _returned(out, return_dict, self.config)
+
+    def _self_attention_mask(self, attention_mask, batch, seq, past_length, embeddings):
+        """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
+        key_length = past_length + seq
+        if attention_mask is None:
+            if not self.config.is_decoder or seq == 1:
+                return None
+            attention_mask = torch.ones((batch, key_length), device=embeddings.device)
+        keep = padding_keep_mask(attention_mask, batch, seq, key_length, "attention_mask")
+        if self.config.is_decoder and attention_mask.dim() == 2:
+            keep = causal_keep_mask(attention_mask, seq)
+        return additive_mask(keep, embeddings.dtype)
+
+    def _encoder_attention_mask(self, encoder_attention_mask, encoder_hidden_states, seq, dtype):
+        if encoder_attention_mask is None:
+            return None
+        batch, encoder_length = encoder_hidden_states.shape[:2]
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
+        return additive_mask(keep, dtype)
+
+
+def _input_shape(input_ids, inputs_embeds) -> tuple[int, int]:
+    if input_ids is not None and inputs_embeds is not None:
+        raise ValueError("give either input_ids or inputs_embeds, not both")
+    if input_ids is not None:
+        check_rank("input_ids", input_ids.shape, 2, "batch, sequence")
+        return tuple(input_ids.shape)
+    if inputs_embeds is not None:
+        check_rank("inputs_embeds", inputs_embeds.shape, 3, "batch, sequence, hidden")
+        return tuple(inputs_embeds.shape[:2])
+    raise ValueError("give input_ids or inputs_embeds")
+
+
+def _returned(out, return_dict, config):
+    return_dict = config.use_return_dict if return_dict is None else return_dict
+    return out if return_dict else out.to_tuple()
+
+
+class RobertaForMaskedLM(RobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=False)
+        self.lm_head = RobertaLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None):
+        outputs = self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            encoder_hidden_states, encoder_attention_mask,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                             attentions=outputs.attentions)
+        return _returned(out, return_dict, self.config)
+
+
+class RobertaForCausalLM(RobertaPreTrainedModel):
+    """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=False)
+        self.lm_head = RobertaLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+                past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        outputs = self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            encoder_hidden_states, encoder_attention_mask, past_key_values,
+            use_cache=False if labels is not None else use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        out = CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
+        )
+        return _returned(out, return_dict, self.config)
+
+
+class RobertaForSequenceClassification(RobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=False)
+        self.classifier = RobertaClassificationHead(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        outputs = self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
+        out = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                       attentions=outputs.attentions)
+        return _returned(out, return_dict, self.config)
+
+
+class RobertaForMultipleChoice(RobertaPreTrainedModel):
+    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=True)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
+                head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        if input_ids is not None:
+            check_rank("input_ids", input_ids.shape, 3, "batch, num_choices, sequence")
+            num_choices = input_ids.shape[1]
+        elif inputs_embeds is not None:
+            check_rank("inputs_embeds", inputs_embeds.shape, 4, "batch, num_choices, sequence, hidden")
+            num_choices = inputs_embeds.shape[1]
+        else:
+            raise ValueError("give input_ids or inputs_embeds")
+        outputs = self.base_model(
+            _flatten_choices(input_ids), _flatten_choices(attention_mask), _flatten_choices(token_type_ids),
+            _flatten_choices(position_ids), head_mask, _flatten_choices(inputs_embeds),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
+        loss = token_loss(logits, labels, num_choices) if labels is not None else None
+        out = MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+        return _returned(out, return_dict, self.config)
+
+
+def _flatten_choices(x):
+    """[batch, num_choices, *rest] -> [batch * num_choices, *rest]: every choice is a sequence of its own."""
+    return x.flatten(0, 1) if x is not None else None
+
+
+class RobertaForTokenClassification(RobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        outputs = self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = token_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                    attentions=outputs.attentions)
+        return _returned(out, return_dict, self.config)
+
+
+class RobertaForQuestionAnswering(RobertaPreTrainedModel):
+    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        self._add_base_model(add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        outputs = self.base_model(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits = start_logits.squeeze(-1).contiguous()
+        end_logits = end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                           hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return _returned(out, return_dict, self.config)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RoBERTa-PreLayerNorm: the same models with the pre-layer-norm switch on and their own config and prefix.
+
+
+class RobertaPreLayerNormPreTrainedModel(RobertaPreTrainedModel):
+    config_class = RobertaPreLayerNormConfig
+    base_model_prefix = "roberta_prelayernorm"
+    pre_layer_norm = True
+
+
+class RobertaPreLayerNormModel(RobertaPreLayerNormPreTrainedModel, RobertaModel):
+    """The bare RoBERTa-PreLayerNorm encoder, with a final LayerNorm after the last layer."""
+
+
+class RobertaPreLayerNormForMaskedLM(RobertaPreLayerNormPreTrainedModel, RobertaForMaskedLM):
+    pass
+
+
+class RobertaPreLayerNormForCausalLM(RobertaPreLayerNormPreTrainedModel, RobertaForCausalLM):
+    pass
+
+
+class RobertaPreLayerNormForSequenceClassification(RobertaPreLayerNormPreTrainedModel,
+                                                   RobertaForSequenceClassification):
+    pass
+
+
+class RobertaPreLayerNormForMultipleChoice(RobertaPreLayerNormPreTrainedModel, RobertaForMultipleChoice):
+    pass
+
+
+class RobertaPreLayerNormForTokenClassification(RobertaPreLayerNormPreTrainedModel, RobertaForTokenClassification):
+    pass
+
+
+class RobertaPreLayerNormForQuestionAnswering(RobertaPreLayerNormPreTrainedModel, RobertaForQuestionAnswering):
+    pass

@@ -1,0 +1,734 @@
+"""RoBERTa and RoBERTa-PreLayerNorm in TensorFlow / Keras 3 (``TF`` prefix).
+
+The same blocks as ``modeling_pt.py``, as Keras layers stored on attributes with Hugging Face's module names,
+so the variable paths map to canonical checkpoint names. ``pre_layer_norm`` switches between RoBERTa's
+"add, then norm" and fairseq's ``--encoder-normalize-before`` (norm before each sublayer, one after the encoder).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ..common.layers_tf import (
+    Block,
+    activation,
+    additive_mask,
+    causal_keep_mask,
+    causal_lm_loss,
+    check_length,
+    dense,
+    dim,
+    eager_attention,
+    embedding,
+    head_mask_per_layer,
+    layer_norm,
+    lookup_indices,
+    lookup_token_ids,
+    merge_heads,
+    padding_keep_mask,
+    sequence_classification_loss,
+    span_loss,
+    split_heads,
+    token_loss,
+)
+from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
+from ..common.outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from ..common.validation import check_rank
+from .config import RobertaConfig, RobertaPreLayerNormConfig
+from .weights import weights_spec
+
+
+def position_ids_from_input_ids(input_ids, padding_idx: int, past_length=0):
+    """RoBERTa numbers real tokens from ``padding_idx + 1`` (after the cached ones); padding keeps ``padding_idx``."""
+    is_token = tf.cast(input_ids != padding_idx, input_ids.dtype)
+    return (tf.cumsum(is_token, axis=1) + tf.cast(past_length, input_ids.dtype)) * is_token + padding_idx
+
+
+def _classifier_dropout(config: RobertaConfig) -> float:
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Blocks. Each builds its variables in __init__ (sizes come from the config), so it is built from the start.
+
+
+class TFRobertaEmbeddings(Block):
+    def __init__(self, config: RobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.padding_idx = config.pad_token_id
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.word_embeddings = embedding(config.vocab_size, hidden, std, "word_embeddings", dtype, self.padding_idx)
+        self.position_embeddings = embedding(
+            config.max_position_embeddings, hidden, std, "position_embeddings", dtype, self.padding_idx
+        )
+        self.token_type_embeddings = embedding(config.type_vocab_size, hidden, std, "token_type_embeddings", dtype)
+        self.LayerNorm = layer_norm(hidden, config.layer_norm_eps, "LayerNorm", dtype)
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
+        self.built = True
+
+    def call(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0,
+             training=False):
+        config = self.config
+        if inputs_embeds is None:
+            inputs_embeds = lookup_token_ids(self.word_embeddings.embeddings, input_ids, config.vocab_size)
+        batch, seq = dim(inputs_embeds, 0), dim(inputs_embeds, 1)
+        # Ids the caller gave are checked; the ones made here are in range by construction.
+        if token_type_ids is None:
+            token_types = self.token_type_embeddings.embeddings[0]  # type 0 everywhere, broadcast over the batch
+        else:
+            token_types = lookup_indices(self.token_type_embeddings.embeddings, token_type_ids,
+                                         config.type_vocab_size, "token_type_ids", "type_vocab_size")
+        embeddings = inputs_embeds + token_types
+        if config.position_embedding_type == "absolute":
+            table = self.position_embeddings.embeddings
+            if position_ids is None:
+                positions = tf.gather(table, self._default_position_ids(input_ids, batch, seq, past_length))
+            else:
+                positions = lookup_indices(table, position_ids, config.max_position_embeddings, "position_ids",
+                                           "max_position_embeddings")
+            embeddings = embeddings + positions
+        return self.dropout(self.LayerNorm(embeddings), training=training)
+
+    def _default_position_ids(self, input_ids, batch, seq, past_length):
+        if input_ids is not None:
+            return position_ids_from_input_ids(input_ids, self.padding_idx, past_length)
+        # Embeddings give no padding to skip: number them in order (Hugging Face ignores the cache here too).
+        first = self.padding_idx + 1
+        return tf.broadcast_to(tf.range(first, first + seq)[None, :], [batch, seq])
+
+
+class TFRobertaSelfAttention(Block):
+    """Multi-head attention; cross-attention when ``key_value_states`` (the encoder output) is given."""
+
+    def __init__(self, config: RobertaConfig, position_embedding_type: str, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.position_embedding_type = position_embedding_type
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.query = dense(hidden, hidden, std, "query", dtype)
+        self.key = dense(hidden, hidden, std, "key", dtype)
+        self.value = dense(hidden, hidden, std, "value", dtype)
+        self.dropout = keras.layers.Dropout(config.attention_probs_dropout_prob, dtype=dtype)
+        if position_embedding_type != "absolute":
+            self.max_position_embeddings = config.max_position_embeddings
+            self.distance_embedding = embedding(
+                2 * config.max_position_embeddings - 1, self.head_size, std, "distance_embedding", dtype
+            )
+        self.built = True
+
+    def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+             training=False):
+        query = split_heads(self.query(hidden_states), self.num_heads)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        context, probs = eager_attention(
+            query, key, value, attention_mask, dropout=self.dropout, training=training, head_mask=head_mask,
+            extra_scores=self._relative_scores(query, key),
+        )
+        return merge_heads(context), probs, (key, value)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+        if key_value_states is not None and past_key_value is not None:
+            return tuple(past_key_value)  # the encoder's keys and values, computed at the first step
+        source = hidden_states if key_value_states is None else key_value_states
+        key = split_heads(self.key(source), self.num_heads)
+        value = split_heads(self.value(source), self.num_heads)
+        if past_key_value is not None:
+            key = tf.concat([past_key_value[0], key], axis=2)
+            value = tf.concat([past_key_value[1], value], axis=2)
+        return key, value
+
+    def _relative_scores(self, query, key) -> list:
+        """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
+        if self.position_embedding_type == "absolute":
+            return []
+        query_length, key_length = dim(query, 2), dim(key, 2)
+        # The queries are the last positions: the cached keys come before them.
+        query_positions = tf.range(key_length - query_length, key_length)
+        distance = query_positions[:, None] - tf.range(key_length)[None, :]
+        table = tf.gather(self.distance_embedding.embeddings, distance + self.max_position_embeddings - 1)
+        table = tf.cast(table, query.dtype)
+        scores = [tf.einsum("bhld,lrd->bhlr", query, table)]
+        if self.position_embedding_type == "relative_key_query":
+            scores.append(tf.einsum("bhrd,lrd->bhlr", key, table))
+        return scores
+
+
+class TFRobertaOutput(Block):
+    """Projection back to the hidden size, dropout and the residual (then LayerNorm unless pre-layer-norm).
+
+    Serves as both the attention output (``attention.output``) and the feed-forward output (``output``).
+    """
+
+    def __init__(self, config: RobertaConfig, input_size: int, pre_layer_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        std, dtype = config.initializer_range, self.dtype_policy
+        self.dense = dense(config.hidden_size, input_size, std, "dense", dtype)
+        if not pre_layer_norm:
+            self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
+        self.pre_layer_norm = pre_layer_norm
+        self.built = True
+
+    def call(self, hidden_states, residual=None, training=False):
+        hidden_states = self.dropout(self.dense(hidden_states), training=training) + residual
+        return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
+
+
+class TFRobertaAttention(Block):
+    """Self- or cross-attention with its output block; pre-layer-norm normalizes the input first."""
+
+    def __init__(self, config: RobertaConfig, position_embedding_type: str, pre_layer_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        dtype = self.dtype_policy
+        self.self = TFRobertaSelfAttention(config, position_embedding_type, name="self", dtype=dtype)
+        self.output = TFRobertaOutput(config, config.hidden_size, pre_layer_norm, name="output", dtype=dtype)
+        if pre_layer_norm:
+            self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
+        self.pre_layer_norm = pre_layer_norm
+        self.built = True
+
+    def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+             training=False):
+        normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
+        context, probs, key_value = self.self(
+            normed, attention_mask=attention_mask, head_mask=head_mask, key_value_states=key_value_states,
+            past_key_value=past_key_value, training=training,
+        )
+        return self.output(context, residual=hidden_states, training=training), probs, key_value
+
+
+class TFRobertaIntermediate(Block):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        dtype = self.dtype_policy
+        if pre_layer_norm:
+            self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
+        self.dense = dense(config.intermediate_size, config.hidden_size, config.initializer_range, "dense", dtype)
+        self.intermediate_act_fn = activation(config.hidden_act)
+        self.pre_layer_norm = pre_layer_norm
+        self.built = True
+
+    def call(self, hidden_states):
+        if self.pre_layer_norm:
+            hidden_states = self.LayerNorm(hidden_states)
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class TFRobertaLayer(Block):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        dtype = self.dtype_policy
+        self.attention = TFRobertaAttention(
+            config, config.position_embedding_type, pre_layer_norm, name="attention", dtype=dtype
+        )
+        if config.add_cross_attention:
+            if not config.is_decoder:
+                raise ValueError("add_cross_attention=True needs is_decoder=True: cross-attention is a decoder layer")
+            self.crossattention = TFRobertaAttention(
+                config, "absolute", pre_layer_norm, name="crossattention", dtype=dtype
+            )
+        self.intermediate = TFRobertaIntermediate(config, pre_layer_norm, name="intermediate", dtype=dtype)
+        self.output = TFRobertaOutput(config, config.intermediate_size, pre_layer_norm, name="output", dtype=dtype)
+        self.built = True
+
+    def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
+             encoder_attention_mask=None, past_key_value=None, training=False):
+        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer)."""
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        hidden_states, self_probs, cache = self.attention(
+            hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
+            training=training,
+        )
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError(
+                    "encoder_hidden_states were given, but the model has no cross-attention layers; "
+                    "build it with is_decoder=True and add_cross_attention=True"
+                )
+            cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            hidden_states, cross_probs, cross_cache = self.crossattention(
+                hidden_states, attention_mask=encoder_attention_mask, head_mask=head_mask,
+                key_value_states=encoder_hidden_states, past_key_value=cross_past, training=training,
+            )
+            cache = cache + cross_cache
+        hidden_states = self.output(self.intermediate(hidden_states), residual=hidden_states, training=training)
+        return hidden_states, self_probs, cross_probs, cache
+
+
+class TFRobertaEncoder(Block):
+    def __init__(self, config: RobertaConfig, pre_layer_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.layer = [
+            TFRobertaLayer(config, pre_layer_norm, name=f"layer_{i}", dtype=self.dtype_policy)
+            for i in range(config.num_hidden_layers)
+        ]
+        self.built = True
+
+    def call(self, hidden_states, attention_mask=None, head_masks=None, encoder_hidden_states=None,
+             encoder_attention_mask=None, past_key_values=None, use_cache=False, output_attentions=False,
+             output_hidden_states=False, training=False):
+        all_hidden = [] if output_hidden_states else None
+        all_self = [] if output_attentions else None
+        all_cross = [] if output_attentions and self.config.add_cross_attention else None
+        cache = [] if use_cache else None
+        for i, layer in enumerate(self.layer):
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, self_probs, cross_probs, layer_cache = layer(
+                hidden_states, attention_mask=attention_mask, head_mask=head_masks[i],
+                encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+                past_key_value=past_key_values[i] if past_key_values is not None else None, training=training,
+            )
+            if output_attentions:
+                all_self.append(self_probs)
+                if all_cross is not None and cross_probs is not None:
+                    all_cross.append(cross_probs)
+            if use_cache:
+                cache.append(layer_cache)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=_tuple_or_none(cache),
+            hidden_states=_tuple_or_none(all_hidden),
+            attentions=_tuple_or_none(all_self),
+            cross_attentions=_tuple_or_none(all_cross),
+        )
+
+
+def _tuple_or_none(values):
+    return tuple(values) if values is not None else None
+
+
+class TFRobertaPooler(Block):
+    """tanh(dense(first token)): the sentence vector of the bare model."""
+
+    def __init__(self, config: RobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense(config.hidden_size, config.hidden_size, config.initializer_range, "dense",
+                           self.dtype_policy)
+        self.built = True
+
+    def call(self, hidden_states):
+        return tf.tanh(self.dense(hidden_states[:, 0]))
+
+
+class TFRobertaLMHead(Block):
+    """dense, exact GELU, LayerNorm, then the vocabulary projection: by the word embeddings when tied (the
+    default, so no decoder kernel of its own), else by ``decoder``; plus ``bias``."""
+
+    def __init__(self, config: RobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.dense = dense(hidden, hidden, std, "dense", dtype)
+        self.layer_norm = layer_norm(hidden, config.layer_norm_eps, "layer_norm", dtype)
+        if not config.tie_word_embeddings:
+            self.decoder = dense(config.vocab_size, hidden, std, "decoder", dtype, use_bias=False)
+        self.bias = self.add_weight(name="bias", shape=(config.vocab_size,), initializer="zeros")
+        self.tied = config.tie_word_embeddings
+        self.built = True
+
+    def call(self, features, word_embeddings=None):
+        x = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
+        logits = tf.matmul(x, word_embeddings, transpose_b=True) if self.tied else self.decoder(x)
+        return logits + self.bias
+
+
+class TFRobertaClassificationHead(Block):
+    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
+
+    def __init__(self, config: RobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.dense = dense(hidden, hidden, std, "dense", dtype)
+        self.dropout = keras.layers.Dropout(_classifier_dropout(config), dtype=dtype)
+        self.out_proj = dense(config.num_labels, hidden, std, "out_proj", dtype)
+        self.built = True
+
+    def call(self, features, training=False):
+        x = self.dropout(features[:, 0, :], training=training)
+        x = self.dropout(tf.tanh(self.dense(x)), training=training)
+        return self.out_proj(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class TFRobertaPreTrainedModel(TFPreTrainedModel):
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+    pre_layer_norm = False
+
+    @classmethod
+    def base_model_class(cls) -> type[TFRobertaModel]:
+        """The bare model of this family, which head models hold under ``base_model_prefix``."""
+        return TFRobertaPreLayerNormModel if cls.pre_layer_norm else TFRobertaModel
+
+    def weights_spec(self):
+        return weights_spec(self.config, self.base_model_prefix)
+
+    def _add_base_model(self, add_pooling_layer: bool) -> None:
+        base = self.base_model_class()(
+            self.config, add_pooling_layer=add_pooling_layer, dtype=self.dtype_policy, name=self.base_model_prefix
+        )
+        setattr(self, self.base_model_prefix, base)
+
+    def _word_embeddings(self):
+        return self.get_base_model().embeddings.word_embeddings.embeddings
+
+    def _resolve(self, name: str, value):
+        return getattr(self.config, name) if value is None else value
+
+
+class TFRobertaModel(TFRobertaPreTrainedModel):
+    """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, optional pooler."""
+
+    def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        dtype = self.dtype_policy
+        self.embeddings = TFRobertaEmbeddings(config, name="embeddings", dtype=dtype)
+        self.encoder = TFRobertaEncoder(config, self.pre_layer_norm, name="encoder", dtype=dtype)
+        if self.pre_layer_norm:
+            self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
+        self.pooler = TFRobertaPooler(config, name="pooler", dtype=dtype) if add_pooling_layer else None
+        self.built = True
+
+    @unpack_inputs
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        config = self.config
+        output_attentions = self._resolve("output_attentions", output_attentions)
+        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
+        use_cache = self._resolve("use_cache", use_cache) if config.is_decoder else False
+        batch, seq = _input_shape(input_ids, inputs_embeds)
+        past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
+        check_length(seq + past_length, config.max_sequence_length)
+
+        embeddings = self.embeddings(
+            input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            past_length=past_length, training=training,
+        )
+        mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings.dtype)
+        if not (config.is_decoder and encoder_hidden_states is not None):
+            encoder_hidden_states = encoder_mask = None  # an encoder ignores them, as in transformers
+        else:
+            encoder_mask = self._encoder_attention_mask(
+                encoder_attention_mask, encoder_hidden_states, seq, embeddings.dtype
+            )
+        head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads,
+                                         embeddings.dtype)
+
+        encoded = self.encoder(
+            embeddings, attention_mask=mask, head_masks=head_masks, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_mask, past_key_values=past_key_values, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training,
+        )
+        sequence_output = encoded.last_hidden_state
+        if self.pre_layer_norm:
+            sequence_output = self.LayerNorm(sequence_output)
+        out = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=encoded.hidden_states,
+            past_key_values=encoded.past_key_values,
+            attentions=encoded.attentions,
+            cross_attentions=encoded.cross_attentions,
+        )
+        return returned(out, return_dict, config)
+
+    def _self_attention_mask(self, attention_mask, batch, seq, past_length, dtype):
+        """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
+        key_length = past_length + seq
+        if attention_mask is None:
+            if not self.config.is_decoder:
+                return None
+            attention_mask = tf.ones([batch, key_length], dtype)
+        attention_mask = tf.cast(attention_mask, dtype)
+        keep = padding_keep_mask(attention_mask, batch, seq, key_length, "attention_mask")
+        if self.config.is_decoder and attention_mask.shape.rank == 2:
+            keep = causal_keep_mask(attention_mask, seq)
+        return additive_mask(keep, dtype)
+
+    def _encoder_attention_mask(self, encoder_attention_mask, encoder_hidden_states, seq, dtype):
+        if encoder_attention_mask is None:
+            return None
+        batch, encoder_length = dim(encoder_hidden_states, 0), dim(encoder_hidden_states, 1)
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
+        return additive_mask(keep, dtype)
+
+
+def _input_shape(input_ids, inputs_embeds):
+    if input_ids is not None and inputs_embeds is not None:
+        raise ValueError("give either input_ids or inputs_embeds, not both")
+    if input_ids is not None:
+        check_rank("input_ids", list(input_ids.shape), 2, "batch, sequence")
+        return dim(input_ids, 0), dim(input_ids, 1)
+    if inputs_embeds is not None:
+        check_rank("inputs_embeds", list(inputs_embeds.shape), 3, "batch, sequence, hidden")
+        return dim(inputs_embeds, 0), dim(inputs_embeds, 1)
+    raise ValueError("give input_ids or inputs_embeds")
+
+
+class TFRobertaForMaskedLM(TFRobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=False)
+        self.lm_head = TFRobertaLMHead(config, name="lm_head", dtype=self.dtype_policy)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+             output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
+        outputs = self.get_base_model()(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        out = MaskedLMOutput(
+            logits=self.lm_head(outputs.last_hidden_state, word_embeddings=self._word_embeddings()),
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return token_loss(output.logits, labels)
+
+
+class TFRobertaForCausalLM(TFRobertaPreTrainedModel):
+    """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
+
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=False)
+        self.lm_head = TFRobertaLMHead(config, name="lm_head", dtype=self.dtype_policy)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+             past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+             return_dict=None, training=False):
+        outputs = self.get_base_model()(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values,
+            use_cache=False if labels is not None else use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        out = CausalLMOutputWithCrossAttentions(
+            logits=self.lm_head(outputs.last_hidden_state, word_embeddings=self._word_embeddings()),
+            past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
+        )
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return causal_lm_loss(output.logits, labels)
+
+
+class TFRobertaForSequenceClassification(TFRobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=False)
+        self.classifier = TFRobertaClassificationHead(config, name="classifier", dtype=self.dtype_policy)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+             training=False):
+        outputs = self.get_base_model()(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        out = SequenceClassifierOutput(
+            logits=self.classifier(outputs.last_hidden_state, training=training),
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return sequence_classification_loss(self.config, output.logits, labels)
+
+
+class TFRobertaForMultipleChoice(TFRobertaPreTrainedModel):
+    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
+
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=True)
+        dtype = self.dtype_policy
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
+        self.classifier = dense(1, config.hidden_size, config.initializer_range, "classifier", dtype)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
+             head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+             return_dict=None, training=False):
+        if input_ids is not None:
+            check_rank("input_ids", list(input_ids.shape), 3, "batch, num_choices, sequence")
+            num_choices = dim(input_ids, 1)
+        elif inputs_embeds is not None:
+            check_rank("inputs_embeds", list(inputs_embeds.shape), 4, "batch, num_choices, sequence, hidden")
+            num_choices = dim(inputs_embeds, 1)
+        else:
+            raise ValueError("give input_ids or inputs_embeds")
+        outputs = self.get_base_model()(
+            _flatten_choices(input_ids), attention_mask=_flatten_choices(attention_mask),
+            token_type_ids=_flatten_choices(token_type_ids), position_ids=_flatten_choices(position_ids),
+            head_mask=head_mask, inputs_embeds=_flatten_choices(inputs_embeds),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output, training=training))
+        out = MultipleChoiceModelOutput(
+            logits=tf.reshape(logits, [-1, num_choices]), hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return token_loss(output.logits, labels)
+
+
+def _flatten_choices(x):
+    """[batch, num_choices, *rest] -> [batch * num_choices, *rest]."""
+    if x is None:
+        return None
+    rest = [dim(x, axis) for axis in range(2, x.shape.rank)]
+    return tf.reshape(x, [-1, *rest])
+
+
+class TFRobertaForTokenClassification(TFRobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=False)
+        dtype = self.dtype_policy
+        self.dropout = keras.layers.Dropout(_classifier_dropout(config), dtype=dtype)
+        self.classifier = dense(config.num_labels, config.hidden_size, config.initializer_range, "classifier", dtype)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
+             training=False):
+        outputs = self.get_base_model()(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        out = TokenClassifierOutput(
+            logits=self.classifier(self.dropout(outputs.last_hidden_state, training=training)),
+            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        )
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return token_loss(output.logits, labels)
+
+
+class TFRobertaForQuestionAnswering(TFRobertaPreTrainedModel):
+    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
+
+    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
+        super().__init__(config, dtype=dtype, name=name)
+        self._add_base_model(add_pooling_layer=False)
+        self.qa_outputs = dense(config.num_labels, config.hidden_size, config.initializer_range, "qa_outputs",
+                                self.dtype_policy)
+        self.built = True
+
+    @unpack_inputs
+    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
+             inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+             output_hidden_states=None, return_dict=None, training=False):
+        outputs = self.get_base_model()(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
+            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        start_logits, end_logits = tf.unstack(self.qa_outputs(outputs.last_hidden_state), num=2, axis=-1)
+        out = QuestionAnsweringModelOutput(
+            start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        labels = None
+        if start_positions is not None and end_positions is not None:
+            labels = {"start_positions": start_positions, "end_positions": end_positions}
+        return returned(self.with_loss(out, labels), return_dict, self.config)
+
+    def head_loss(self, labels, output):
+        return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RoBERTa-PreLayerNorm: the same models with the pre-layer-norm switch on and their own config and prefix.
+
+
+class TFRobertaPreLayerNormPreTrainedModel(TFRobertaPreTrainedModel):
+    config_class = RobertaPreLayerNormConfig
+    base_model_prefix = "roberta_prelayernorm"
+    pre_layer_norm = True
+
+
+class TFRobertaPreLayerNormModel(TFRobertaPreLayerNormPreTrainedModel, TFRobertaModel):
+    """The bare RoBERTa-PreLayerNorm encoder, with a final LayerNorm after the last layer."""
+
+
+class TFRobertaPreLayerNormForMaskedLM(TFRobertaPreLayerNormPreTrainedModel, TFRobertaForMaskedLM):
+    pass
+
+
+class TFRobertaPreLayerNormForCausalLM(TFRobertaPreLayerNormPreTrainedModel, TFRobertaForCausalLM):
+    pass
+
+
+class TFRobertaPreLayerNormForSequenceClassification(TFRobertaPreLayerNormPreTrainedModel,
+                                                     TFRobertaForSequenceClassification):
+    pass
+
+
+class TFRobertaPreLayerNormForMultipleChoice(TFRobertaPreLayerNormPreTrainedModel, TFRobertaForMultipleChoice):
+    pass
+
+
+class TFRobertaPreLayerNormForTokenClassification(TFRobertaPreLayerNormPreTrainedModel,
+                                                  TFRobertaForTokenClassification):
+    pass
+
+
+class TFRobertaPreLayerNormForQuestionAnswering(TFRobertaPreLayerNormPreTrainedModel, TFRobertaForQuestionAnswering):
+    pass
