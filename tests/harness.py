@@ -83,6 +83,7 @@ def run_flax(model, inputs: Mapping):
 
 
 RUNNERS = {"pt": run_pt, "tf": run_tf, "flax": run_flax}
+PREFIXES = {"pt": "", "tf": "TF", "flax": "Flax"}
 
 
 def run(framework: str, model, inputs: Mapping):
@@ -100,3 +101,21 @@ def padded_batch(vocab_size: int, pad_token_id: int, length: int = 9, *, seed: i
     attention_mask[3, :] = 0
     input_ids[attention_mask == 0] = pad_token_id
     return input_ids, attention_mask
+
+
+def load_three(family_module, class_name: str, config, folder, *, seed: int = 0) -> dict:
+    """A random PyTorch ``class_name`` saved to ``folder`` and loaded back in all three frameworks."""
+    import torch
+
+    torch.manual_seed(seed)
+    getattr(family_module, class_name)(config).save_pretrained(folder)
+    return {fw: getattr(family_module, prefix + class_name).from_pretrained(folder) for fw, prefix in PREFIXES.items()}
+
+
+def assert_three_agree(models: Mapping, inputs: Mapping, label: str, *, atol: float = FLOAT32_ATOL) -> dict:
+    """Run ``inputs`` through each framework's model; TF and Flax must match PyTorch on every output field."""
+    outputs = {fw: run(fw, model, inputs) for fw, model in models.items()}
+    for fw in outputs:
+        if fw != "pt":
+            assert_outputs_close(outputs["pt"], outputs[fw], atol=atol, label=f"{label} pt vs {fw}")
+    return outputs
