@@ -69,6 +69,7 @@ class PretrainedConfig:
 
     model_type: ClassVar[str] = ""
     fields: ClassVar[dict[str, Field]] = {}
+    default_num_labels: ClassVar[int] = 2
 
     def __init__(self, **kwargs: Any):
         owner = type(self).__name__
@@ -93,8 +94,8 @@ class PretrainedConfig:
     def all_fields(cls) -> dict[str, Field]:
         return {**COMMON_FIELDS, **cls.fields}
 
-    @staticmethod
-    def _labels(owner: str, id2label: Any, num_labels: Any) -> dict[int, str]:
+    @classmethod
+    def _labels(cls, owner: str, id2label: Any, num_labels: Any) -> dict[int, str]:
         if id2label is not None:
             if not isinstance(id2label, dict):
                 raise ConfigError(f"{owner}.id2label must be a mapping from label id to name, got {id2label!r}")
@@ -106,7 +107,7 @@ class PretrainedConfig:
                 raise ConfigError(f"{owner}: num_labels={num_labels} disagrees with id2label of {len(labels)} labels")
             return labels
         if num_labels is None:
-            num_labels = 2
+            num_labels = cls.default_num_labels
         if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
             raise ConfigError(f"{owner}.num_labels must be a positive int, got {num_labels!r}")
         return {i: f"LABEL_{i}" for i in range(num_labels)}

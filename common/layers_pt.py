@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import PretrainedConfig
-from .validation import check_index_range, check_shape, check_token_ids
+from .validation import check_index_range, check_rank, check_shape, check_token_ids
 
 # ----------------------------------------------------------------------------------------------------------------
 # Activations: one per name in common/activations.py.
@@ -172,18 +172,71 @@ def sdpa_attention(
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
 
-def head_mask_per_layer(head_mask: torch.Tensor | None, num_layers: int, num_heads: int, dtype: torch.dtype):
+def head_mask_per_layer(head_mask: torch.Tensor | None, num_layers: int, num_heads: int, dtype: torch.dtype,
+                        name: str = "head_mask"):
     """[heads] or [layers, heads] (1 keeps a head, 0 silences it) -> per layer [1, heads, 1, 1], or Nones."""
     if head_mask is None:
         return [None] * num_layers
     if head_mask.dim() == 1:
-        check_shape("head_mask", head_mask.shape, (num_heads,), "heads")
+        check_shape(name, head_mask.shape, (num_heads,), "heads")
         head_mask = head_mask[None, :].expand(num_layers, -1)
     elif head_mask.dim() == 2:
-        check_shape("head_mask", head_mask.shape, (num_layers, num_heads), "layers, heads")
+        check_shape(name, head_mask.shape, (num_layers, num_heads), "layers, heads")
     else:
-        raise ValueError(f"head_mask must have shape [heads] or [layers, heads], got {list(head_mask.shape)}")
+        raise ValueError(f"{name} must have shape [heads] or [layers, heads], got {list(head_mask.shape)}")
     return list(head_mask.to(dtype)[:, None, :, None, None])
+
+
+class ProjectedAttention(nn.Module):
+    """Multi-head attention with ``k_proj``, ``v_proj``, ``q_proj`` and ``out_proj`` (BART, OPT).
+
+    Self-attention, or cross-attention when ``key_value_states`` (the encoder output) is given. The cache entry
+    ``past_key_value`` is (key, value) [batch, heads, keys, head_dim]: self-attention appends the new keys to it,
+    cross-attention reuses it as is (the encoder's keys do not change while decoding). ``scale_query`` scales the
+    query before the product, as fairseq's OPT does; otherwise the scores are scaled, as BART does.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 scale_query: bool = False):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.scaling = (embed_dim // num_heads) ** -0.5
+        self.dropout = dropout
+        self.scale_query = scale_query
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+
+    def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+                output_attentions=False):
+        """Returns (output [batch, queries, embed_dim], probabilities or None, this layer's (key, value))."""
+        query = self.q_proj(hidden_states)
+        scale = self.scaling
+        if self.scale_query:
+            query, scale = query * self.scaling, 1.0
+        query = split_heads(query, self.num_heads)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        dropout_p = self.dropout if self.training else 0.0
+        if output_attentions or head_mask is not None:
+            context, probs = eager_attention(query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
+                                             scale=scale)
+        else:
+            context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p, scale=scale), None
+        return self.out_proj(merge_heads(context)), probs, (key, value)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+        if key_value_states is not None and past_key_value is not None:
+            return tuple(past_key_value)
+        source = hidden_states if key_value_states is None else key_value_states
+        key = split_heads(self.k_proj(source), self.num_heads)
+        value = split_heads(self.v_proj(source), self.num_heads)
+        if past_key_value is not None:
+            key = torch.cat([past_key_value[0], key], dim=2)
+            value = torch.cat([past_key_value[1], value], dim=2)
+        return key, value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,6 +287,46 @@ def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch
     return (start_loss + end_loss) / 2
 
 
+def span_logits_and_loss(logits, start_positions=None, end_positions=None):
+    """(start logits, end logits, loss or None) from a question-answering head's [batch, seq, 2] output; the loss
+    needs both positions."""
+    start_logits, end_logits = logits.split(1, dim=-1)
+    start_logits = start_logits.squeeze(-1).contiguous()
+    end_logits = end_logits.squeeze(-1).contiguous()
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+    return start_logits, end_logits, loss
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model plumbing shared by the families' forward passes.
+
+
+def input_shape(ids, embeds, ids_name: str = "input_ids", embeds_name: str = "inputs_embeds") -> tuple[int, int]:
+    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden]."""
+    if ids is not None and embeds is not None:
+        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
+    if ids is not None:
+        check_rank(ids_name, ids.shape, 2, "batch, sequence")
+        return tuple(ids.shape)
+    if embeds is not None:
+        check_rank(embeds_name, embeds.shape, 3, "batch, sequence, hidden")
+        return tuple(embeds.shape[:2])
+    raise ValueError(f"give {ids_name} or {embeds_name}")
+
+
+def tuple_or_none(values):
+    """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
+    return tuple(values) if values is not None else None
+
+
+def layer_dropped(module: nn.Module, layerdrop: float) -> bool:
+    """LayerDrop: in training skip a whole layer with probability ``layerdrop``. A draw is taken at every layer,
+    as transformers does, so seeded training runs consume the same random numbers."""
+    return module.training and bool(torch.rand([]) < layerdrop)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Weight init and conversion to and from numpy.
 
@@ -250,9 +343,10 @@ def init_module(module: nn.Module, std: float) -> None:
         if module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -81,6 +81,8 @@ def load_weights(
         wanted = full(canonical, model_prefixed)
         roots.add(wanted.split(".", 1)[0])
         found = next((n for n in [wanted, *aliases.get(wanted, [])] if n in available), None)
+        if found is None and spec.is_optional(canonical):
+            continue
         if found is None:
             (report.missing if allow_new_heads and spec.may_be_new(wanted) else missing_required).append(canonical)
             continue

@@ -49,12 +49,15 @@ class WeightsSpec:
     ignored: regular expressions of checkpoint names that are buffers, not weights (``position_ids``).
     new_heads: regular expressions of base-model names that, like every name outside the base model, may be
         initialized randomly when the caller allows new heads (the pooler).
+    optional: regular expressions of names a checkpoint may lack; the model keeps their initial value (BART's
+        all-zero final_logits_bias, which older checkpoints do not store).
     """
 
     base_model_prefix: str
     tied: dict[str, str] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
     new_heads: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
 
     def tie_groups(self) -> list[list[str]]:
         """Names that share storage, each group led by its origin (several copies may share one origin)."""
@@ -66,6 +69,9 @@ class WeightsSpec:
     def aliases(self) -> dict[str, list[str]]:
         """For each tied name, the other names of its group, origin first."""
         return {name: [other for other in group if other != name] for group in self.tie_groups() for name in group}
+
+    def is_optional(self, name: str) -> bool:
+        return any(re.search(pattern, name) for pattern in self.optional)
 
     def is_ignored(self, name: str) -> bool:
         return any(re.search(pattern, name) for pattern in self.ignored)

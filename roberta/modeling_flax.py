@@ -22,13 +22,14 @@ from ..common.layers_flax import (
     activation,
     attention,
     attention_bias,
-    bce_with_logits,
+    causal_lm_loss,
     concrete,
     cross_entropy,
     dense,
     layer_head_masks,
     layer_norm,
-    mse,
+    sequence_classification_loss,
+    span_loss,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -439,12 +440,8 @@ class FlaxRobertaForCausalLMModule(_LMHeadModule):
             inputs["use_cache"] = False  # as Hugging Face: training on labels returns no cache
         outputs = self.backbone(**inputs)
         logits = self._logits(outputs.last_hidden_state)
-        loss = None
-        if labels is not None:
-            # Position t predicts token t + 1.
-            loss = cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
         return CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
         )
 
@@ -473,24 +470,9 @@ class FlaxRobertaForSequenceClassificationModule(_Head):
         outputs = self.backbone(**inputs)
         logits = self.classifier(outputs.last_hidden_state, inputs.get("deterministic", True))
         return SequenceClassifierOutput(
-            loss=None if labels is None else self._loss(logits, jnp.asarray(labels)),
+            loss=None if labels is None else sequence_classification_loss(self.config, logits, labels),
             logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
         )
-
-    def _loss(self, logits, labels):
-        c = self.config
-        if c.problem_type is None:  # inferred and recorded on the config, as Hugging Face does
-            if c.num_labels == 1:
-                c.problem_type = "regression"
-            elif jnp.issubdtype(labels.dtype, jnp.integer):
-                c.problem_type = "single_label_classification"
-            else:
-                c.problem_type = "multi_label_classification"
-        if c.problem_type == "regression":
-            return mse(jnp.squeeze(logits), jnp.squeeze(labels)) if c.num_labels == 1 else mse(logits, labels)
-        if c.problem_type == "single_label_classification":
-            return cross_entropy(logits, labels)
-        return bce_with_logits(logits, labels)
 
 
 class FlaxRobertaForTokenClassificationModule(_Head):
@@ -553,12 +535,7 @@ class FlaxRobertaForQuestionAnsweringModule(_Head):
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None and end_positions is not None:
-            # Positions outside the input are clamped to seq_len and ignored, as Hugging Face does.
-            ignored = start_logits.shape[1]
-            start = jnp.clip(jnp.asarray(start_positions).reshape(-1), 0, ignored)
-            end = jnp.clip(jnp.asarray(end_positions).reshape(-1), 0, ignored)
-            loss = (cross_entropy(start_logits, start, ignore_index=ignored)
-                    + cross_entropy(end_logits, end, ignore_index=ignored)) / 2
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         return QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,

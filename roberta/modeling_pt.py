@@ -20,13 +20,15 @@ from ..common.layers_pt import (
     check_indices,
     eager_attention,
     head_mask_per_layer,
+    input_shape,
     merge_heads,
     padding_keep_mask,
     sdpa_attention,
     sequence_classification_loss,
-    span_loss,
+    span_logits_and_loss,
     split_heads,
     token_loss,
+    tuple_or_none,
 )
 from ..common.modeling_pt import PreTrainedModel
 from ..common.outputs import (
@@ -279,15 +281,11 @@ class RobertaEncoder(nn.Module):
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=_tuple_or_none(cache),
-            hidden_states=_tuple_or_none(all_hidden),
-            attentions=_tuple_or_none(all_self),
-            cross_attentions=_tuple_or_none(all_cross),
+            past_key_values=tuple_or_none(cache),
+            hidden_states=tuple_or_none(all_hidden),
+            attentions=tuple_or_none(all_self),
+            cross_attentions=tuple_or_none(all_cross),
         )
-
-
-def _tuple_or_none(values):
-    return tuple(values) if values is not None else None
 
 
 class RobertaPooler(nn.Module):
@@ -397,7 +395,7 @@ class RobertaModel(RobertaPreTrainedModel):
         output_attentions = self._resolve("output_attentions", output_attentions)
         output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
         use_cache = self._resolve("use_cache", use_cache) if config.is_decoder else False
-        batch, seq = _input_shape(input_ids, inputs_embeds)
+        batch, seq = input_shape(input_ids, inputs_embeds)
         past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         check_sequence_length(seq + past_length, config.max_sequence_length)
 
@@ -447,18 +445,6 @@ class RobertaModel(RobertaPreTrainedModel):
         batch, encoder_length = encoder_hidden_states.shape[:2]
         keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
         return additive_mask(keep, dtype)
-
-
-def _input_shape(input_ids, inputs_embeds) -> tuple[int, int]:
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("give either input_ids or inputs_embeds, not both")
-    if input_ids is not None:
-        check_rank("input_ids", input_ids.shape, 2, "batch, sequence")
-        return tuple(input_ids.shape)
-    if inputs_embeds is not None:
-        check_rank("inputs_embeds", inputs_embeds.shape, 3, "batch, sequence, hidden")
-        return tuple(inputs_embeds.shape[:2])
-    raise ValueError("give input_ids or inputs_embeds")
 
 
 def _returned(out, return_dict, config):
@@ -619,12 +605,8 @@ class RobertaForQuestionAnswering(RobertaPreTrainedModel):
             input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )
-        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
-        start_logits = start_logits.squeeze(-1).contiguous()
-        end_logits = end_logits.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
+                                                              start_positions, end_positions)
         out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         return _returned(out, return_dict, self.config)

@@ -321,3 +321,16 @@ def test_prelayernorm_checkpoint(framework, tmp_path):
     assert_loaded(tree, loaded)
     assert not (report.missing or report.unexpected or report.mismatched)
     assert "lm_head.decoder.weight" not in export_weights(tree, spec, framework)
+
+
+def test_optional_tensors_keep_their_initial_value():
+    from rosettazoo.conversion import WeightsSpec, load_weights
+
+    spec = WeightsSpec(base_model_prefix="model", optional=(r"^final_logits_bias$",))
+    target = {"model.shared.weight": (4, 2), "final_logits_bias": (1, 4)}
+    checkpoint = {"model.shared.weight": np.ones((4, 2), dtype=np.float32)}
+    loaded, report = load_weights(target, checkpoint, spec, "pt")
+    assert list(loaded) == ["model.shared.weight"] and report.missing == [] and report.unexpected == []
+    checkpoint["final_logits_bias"] = np.full((1, 4), 0.5, dtype=np.float32)
+    loaded, _ = load_weights(target, checkpoint, spec, "pt")
+    assert loaded["final_logits_bias"].tolist() == [[0.5] * 4]

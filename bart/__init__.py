@@ -1,0 +1,24 @@
+"""BART in PyTorch, TensorFlow/Keras 3 (``TF`` prefix) and Flax (``Flax`` prefix).
+
+Names resolve on first access: importing this package imports no framework.
+"""
+
+from ..common.lazy import exports_of, lazy_getattr
+
+_HEADS = ["Model", "ForConditionalGeneration", "ForSequenceClassification", "ForQuestionAnswering", "ForCausalLM",
+          "PreTrainedModel"]
+
+_EXPORTS = exports_of({
+    "config": ["BartConfig"],
+    "tokenization": ["BartTokenizer", "BartTokenizerFast"],
+    "modeling_pt": [f"Bart{head}" for head in _HEADS],
+    "modeling_tf": [f"TFBart{head}" for head in _HEADS],
+    "modeling_flax": [f"FlaxBart{head}" for head in _HEADS],
+})
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,639 @@
+"""BART in PyTorch: a bidirectional encoder and an autoregressive decoder with cross-attention.
+
+Module attribute names are Hugging Face's, so ``named_parameters()`` are the canonical checkpoint names. One
+embedding matrix (``model.shared``) is the encoder's and the decoder's ``embed_tokens`` module and, tied, the LM
+head. Learned positions start at row 2 (fairseq kept rows 0 and 1 for padding). The cache is transformers' legacy
+layout: per decoder layer (self key, self value[, cross key, cross value]), each [batch, heads, seq, head_dim].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..common.layers_pt import (
+    ProjectedAttention,
+    activation,
+    additive_mask,
+    causal_keep_mask,
+    check_ids,
+    from_numpy,
+    head_mask_per_layer,
+    input_shape,
+    layer_dropped,
+    padding_keep_mask,
+    sequence_classification_loss,
+    span_loss,
+    to_numpy,
+    token_loss,
+    tuple_or_none,
+)
+from ..common.modeling_pt import PreTrainedModel
+from ..common.outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    Seq2SeqQuestionAnsweringModelOutput,
+    Seq2SeqSequenceClassifierOutput,
+)
+from ..common.validation import check_rank, check_sequence_length, check_shape
+from .config import BartConfig
+from .weights import weights_spec
+
+# Learned position i is row i + 2 of embed_positions.
+POSITION_OFFSET = 2
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int,
+                       name: str = "input_ids") -> torch.Tensor:
+    """Decoder inputs from targets: start token first, everything one step later, ignored labels (-100) as padding."""
+    check_rank(name, input_ids.shape, 2, "batch, sequence")
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layers
+
+
+class _BartLayer(nn.Module):
+    """What encoder and decoder layers share: post-norm residual blocks and the feed-forward block."""
+
+    def _add_feed_forward(self, config: BartConfig, ffn_dim: int) -> None:
+        """Called after the attention blocks, so parameters come in transformers' order."""
+        self.dropout = config.dropout
+        self.activation_fn = activation(config.activation_function)
+        self.activation_dropout = config.activation_dropout
+        self.fc1 = nn.Linear(config.d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.final_layer_norm = nn.LayerNorm(config.d_model)
+
+    def _add_and_norm(self, hidden_states, residual, norm: nn.LayerNorm):
+        return norm(residual + F.dropout(hidden_states, p=self.dropout, training=self.training))
+
+    def _feed_forward(self, hidden_states):
+        x = self.activation_fn(self.fc1(hidden_states))
+        x = self.fc2(F.dropout(x, p=self.activation_dropout, training=self.training))
+        return self._add_and_norm(x, hidden_states, self.final_layer_norm)
+
+
+class BartEncoderLayer(_BartLayer):
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        self.self_attn = ProjectedAttention(config.d_model, config.encoder_attention_heads, config.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
+        self._add_feed_forward(config, config.encoder_ffn_dim)
+
+    def forward(self, hidden_states, mask=None, head_mask=None, output_attentions=False):
+        """Returns (output, attention probabilities or None)."""
+        attended, probs, _ = self.self_attn(hidden_states, mask, head_mask, output_attentions=output_attentions)
+        hidden_states = self._feed_forward(self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm))
+        if hidden_states.dtype == torch.float16:
+            # float16 overflows in deep stacks; transformers clamps to the largest finite values, and so do we.
+            limit = torch.finfo(torch.float16).max - 1000
+            if not torch.isfinite(hidden_states).all():
+                hidden_states = hidden_states.clamp(-limit, limit)
+        return hidden_states, probs
+
+
+class BartDecoderLayer(_BartLayer):
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        heads, d_model = config.decoder_attention_heads, config.d_model
+        self.self_attn = ProjectedAttention(d_model, heads, config.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.encoder_attn = ProjectedAttention(d_model, heads, config.attention_dropout)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d_model)
+        self._add_feed_forward(config, config.decoder_ffn_dim)
+
+    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, head_mask=None,
+                cross_head_mask=None, past_key_value=None, output_attentions=False):
+        """Returns (output, self-attention probs, cross-attention probs, this layer's cache entry)."""
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        attended, self_probs, cache = self.self_attn(hidden_states, mask, head_mask, None, self_past,
+                                                     output_attentions)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm)
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            cross_past = past_key_value[2:4] if past_key_value is not None and len(past_key_value) == 4 else None
+            attended, cross_probs, cross_cache = self.encoder_attn(
+                hidden_states, encoder_mask, cross_head_mask, encoder_hidden_states, cross_past, output_attentions
+            )
+            hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm)
+            cache = cache + cross_cache
+        return self._feed_forward(hidden_states), self_probs, cross_probs, cache
+
+
+class _BartStack(nn.Module):
+    """Token and learned position embeddings, then ``layernorm_embedding`` and dropout (encoder and decoder)."""
+
+    def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None, layers: list[nn.Module]):
+        super().__init__()
+        self.config = config
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        if embed_tokens is None:
+            embed_tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.embed_tokens = embed_tokens
+        self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, config.d_model)
+        self.layers = nn.ModuleList(layers)
+        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+
+    def _embed(self, input_ids, inputs_embeds, seq: int, past_length: int, ids_name: str):
+        check_sequence_length(past_length + seq, self.config.max_position_embeddings)
+        if inputs_embeds is None:
+            check_ids(input_ids, self.config.vocab_size, ids_name)
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        positions = torch.arange(past_length, past_length + seq, device=inputs_embeds.device) + POSITION_OFFSET
+        hidden_states = self.layernorm_embedding(inputs_embeds + self.embed_positions(positions))
+        return F.dropout(hidden_states, p=self.config.dropout, training=self.training)
+
+
+class BartEncoder(_BartStack):
+    def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config, embed_tokens, [BartEncoderLayer(config) for _ in range(config.encoder_layers)])
+
+    def forward(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True):
+        config = self.config
+        batch, seq = input_shape(input_ids, inputs_embeds, "input_ids", "inputs_embeds")
+        hidden_states = self._embed(input_ids, inputs_embeds, seq, 0, "input_ids")
+        mask = None
+        if attention_mask is not None:
+            keep = padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask")
+            mask = additive_mask(keep, hidden_states.dtype)
+        head_masks = head_mask_per_layer(head_mask, config.encoder_layers, config.encoder_attention_heads,
+                                         hidden_states.dtype)
+        all_hidden = [] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for layer, layer_head_mask in zip(self.layers, head_masks, strict=True):
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            probs = None
+            if not layer_dropped(self, config.encoder_layerdrop):
+                hidden_states, probs = layer(hidden_states, mask, layer_head_mask, output_attentions)
+            if output_attentions:
+                all_attentions.append(probs)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        out = BaseModelOutput(last_hidden_state=hidden_states, hidden_states=tuple_or_none(all_hidden),
+                              attentions=tuple_or_none(all_attentions))
+        return out if return_dict else out.to_tuple()
+
+
+class BartDecoder(_BartStack):
+    def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config, embed_tokens, [BartDecoderLayer(config) for _ in range(config.decoder_layers)])
+
+    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, use_cache=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True,
+                names=("decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask")):
+        """``names``: how the caller calls the ids, embeddings and mask (for error messages)."""
+        config = self.config
+        use_cache = config.use_cache if use_cache is None else use_cache
+        batch, seq = input_shape(input_ids, inputs_embeds, names[0], names[1])
+        if hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
+            past_key_values = past_key_values.to_legacy_cache()
+        past_length = past_key_values[0][0].shape[2] if past_key_values else 0
+        hidden_states = self._embed(input_ids, inputs_embeds, seq, past_length, names[0])
+        dtype = hidden_states.dtype
+        mask = _causal_mask(attention_mask, batch, seq, past_length, hidden_states, names[2])
+        encoder_mask = None
+        if encoder_hidden_states is not None:
+            encoder_mask = _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
+        head_masks = head_mask_per_layer(head_mask, config.decoder_layers, config.decoder_attention_heads, dtype,
+                                         "decoder_head_mask")
+        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, config.decoder_layers,
+                                               config.decoder_attention_heads, dtype, "cross_attn_head_mask")
+        all_hidden = [] if output_hidden_states else None
+        all_self = [] if output_attentions else None
+        all_cross = [] if output_attentions and encoder_hidden_states is not None else None
+        cache = [] if use_cache else None
+        for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            if layer_dropped(self, config.decoder_layerdrop):
+                continue
+            hidden_states, self_probs, cross_probs, layer_cache = layer(
+                hidden_states, mask, encoder_hidden_states, encoder_mask, head_masks[i], cross_head_masks[i],
+                past_key_values[i] if past_key_values else None, output_attentions,
+            )
+            if output_attentions:
+                all_self.append(self_probs)
+                if all_cross is not None:
+                    all_cross.append(cross_probs)
+            if use_cache:
+                cache.append(layer_cache)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        out = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=tuple_or_none(cache),
+            hidden_states=tuple_or_none(all_hidden), attentions=tuple_or_none(all_self),
+            cross_attentions=tuple_or_none(all_cross),
+        )
+        return out if return_dict else out.to_tuple()
+
+
+def _causal_mask(attention_mask, batch, seq, past_length, hidden_states, name):
+    """The additive causal self-attention mask [batch, 1, seq, past + seq] (None for one token and no padding)."""
+    key_length = past_length + seq
+    if attention_mask is None:
+        if seq == 1:
+            return None
+        attention_mask = torch.ones((batch, key_length), device=hidden_states.device)
+    check_rank(name, attention_mask.shape, 2, "batch, past + sequence length")
+    check_shape(name, attention_mask.shape, (batch, key_length), "batch, past + sequence length")
+    return additive_mask(causal_keep_mask(attention_mask, seq), hidden_states.dtype)
+
+
+def _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype):
+    encoder_batch, encoder_length = encoder_hidden_states.shape[:2]
+    if encoder_batch != batch:
+        raise ValueError(
+            f"the encoder output has batch size {encoder_batch} but the decoder input has batch size {batch}; "
+            f"they must be equal"
+        )
+    if encoder_attention_mask is None:
+        return None
+    keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder attention_mask")
+    return additive_mask(keep, dtype)
+
+
+class BartClassificationHead(nn.Module):
+    """dropout, dense, tanh, dropout, projection: the sentence head on the last <eos> token's hidden state."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(p=config.classifier_dropout or 0.0)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, hidden_states):
+        hidden_states = self.dropout(torch.tanh(self.dense(self.dropout(hidden_states))))
+        return self.out_proj(hidden_states)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class BartPreTrainedModel(PreTrainedModel):
+    config_class = BartConfig
+    base_model_prefix = "model"
+
+    def weights_spec(self):
+        return weights_spec(self.config)
+
+    def initializer_std(self) -> float:
+        return self.config.init_std
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.shared
+
+    def _resolve(self, name: str, value):
+        return getattr(self.config, name) if value is None else value
+
+    def _returned(self, out, return_dict):
+        return out if self._resolve("return_dict", return_dict) else out.to_tuple()
+
+
+class BartModel(BartPreTrainedModel):
+    """The encoder-decoder without a head; returns the decoder's last hidden state (and the encoder's)."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.encoder = BartEncoder(config, self.shared)
+        self.decoder = BartDecoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def get_encoder(self) -> BartEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> BartDecoder:
+        return self.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        head_mask=None,
+        decoder_head_mask=None,
+        cross_attn_head_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        config = self.config
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            # BART's denoising default: the decoder reads the input shifted right.
+            if input_ids is None:
+                raise ValueError("give decoder_input_ids or decoder_inputs_embeds, or input_ids to build them from")
+            decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
+        output_attentions = self._resolve("output_attentions", output_attentions)
+        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                                           output_hidden_states)
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = _as_encoder_output(encoder_outputs)
+        decoded = self.decoder(
+            decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
+            decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
+            self._resolve("use_cache", use_cache), output_attentions, output_hidden_states,
+        )
+        out = Seq2SeqModelOutput(
+            last_hidden_state=decoded.last_hidden_state,
+            past_key_values=decoded.past_key_values,
+            decoder_hidden_states=decoded.hidden_states,
+            decoder_attentions=decoded.attentions,
+            cross_attentions=decoded.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+        return self._returned(out, return_dict)
+
+
+def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    """``encoder_outputs`` given as a tuple (last hidden state[, hidden states[, attentions]]) or a mapping."""
+    if isinstance(encoder_outputs, Mapping):
+        return BaseModelOutput(**encoder_outputs)
+    if isinstance(encoder_outputs, torch.Tensor):
+        encoder_outputs = (encoder_outputs,)
+    if not isinstance(encoder_outputs, (tuple, list)) or not 1 <= len(encoder_outputs) <= 3:
+        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
+                         "[hidden_states, [attentions]])")
+    return BaseModelOutput(*encoder_outputs)
+
+
+# The encoder-decoder heads' shared arguments, passed through to BartModel.
+_SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+                   "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
+
+
+def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
+    return {name: getattr(outputs, name) for name in _SEQ2SEQ_FIELDS}
+
+
+class BartForConditionalGeneration(BartPreTrainedModel):
+    """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.register_buffer("final_logits_bias", torch.zeros((1, config.vocab_size)))
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def get_encoder(self) -> BartEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> BartDecoder:
+        return self.model.decoder
+
+    # final_logits_bias is a buffer (never trained) but a checkpoint tensor: it travels with the parameters.
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {**super().parameter_shapes(), "final_logits_bias": tuple(self.final_logits_bias.shape)}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        arrays = dict(arrays)
+        bias = arrays.pop("final_logits_bias", None)
+        super().load_arrays(arrays)
+        if bias is not None:
+            self.final_logits_bias.copy_(from_numpy(bias))
+
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        return {**super().numpy_weights(), "final_logits_bias": to_numpy(self.final_logits_bias)}
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        head_mask=None,
+        decoder_head_mask=None,
+        cross_attn_head_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
+                                                       self.config.decoder_start_token_id, "labels")
+        outputs = self.model(
+            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
+            cross_attn_head_mask, encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds,
+            use_cache, output_attentions, output_hidden_states, return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state) + self.final_logits_bias
+        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        out = Seq2SeqLMOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+        return self._returned(out, return_dict)
+
+
+class BartForSequenceClassification(BartPreTrainedModel):
+    """Classifies from the decoder's hidden state at the last <eos> token of each row (the encoder's input)."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.classification_head = BartClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        head_mask=None,
+        decoder_head_mask=None,
+        cross_attn_head_mask=None,
+        encoder_outputs=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        if labels is not None:
+            use_cache = False
+        if input_ids is None and inputs_embeds is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} pools at the <eos> tokens of input_ids: pass input_ids, not inputs_embeds"
+            )
+        outputs = self.model(
+            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
+            cross_attn_head_mask, encoder_outputs, None, inputs_embeds, decoder_inputs_embeds, use_cache,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        logits = self.classification_head(_last_eos_states(input_ids, hidden_states, self.config.eos_token_id))
+        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
+        out = Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+        return self._returned(out, return_dict)
+
+
+def _last_eos_states(input_ids, hidden_states, eos_token_id) -> torch.Tensor:
+    """The hidden state at the last <eos> of each row [batch, hidden]; every row must hold as many <eos>."""
+    if hidden_states.shape[1] != input_ids.shape[1]:
+        raise ValueError(
+            f"the decoder sequence ({hidden_states.shape[1]}) must be as long as input_ids ({input_ids.shape[1]}): "
+            f"the <eos> positions of input_ids select the decoder states"
+        )
+    eos = input_ids.eq(eos_token_id)
+    counts = eos.sum(dim=1)
+    if len(torch.unique_consecutive(counts)) > 1:
+        raise ValueError("All examples must have the same number of <eos> tokens.")
+    if int(counts[0]) == 0:
+        raise ValueError(f"input_ids hold no <eos> token (id {eos_token_id}) to classify from")
+    batch, _, hidden = hidden_states.shape
+    return hidden_states[eos, :].view(batch, -1, hidden)[:, -1, :]
+
+
+class BartForQuestionAnswering(BartPreTrainedModel):
+    """Extractive QA: start and end logits per decoder position (the config's ``num_labels`` becomes 2)."""
+
+    def __init__(self, config: BartConfig):
+        config.num_labels = 2  # as transformers: QA has exactly a start and an end score
+        super().__init__(config)
+        self.model = BartModel(config)
+        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        head_mask=None,
+        decoder_head_mask=None,
+        cross_attn_head_mask=None,
+        encoder_outputs=None,
+        start_positions=None,
+        end_positions=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        has_positions = start_positions is not None and end_positions is not None
+        if has_positions:
+            use_cache = False
+        outputs = self.model(
+            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
+            cross_attn_head_mask, encoder_outputs, None, inputs_embeds, decoder_inputs_embeds, use_cache,
+            output_attentions, output_hidden_states, return_dict=True,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits = start_logits.squeeze(-1).contiguous()
+        end_logits = end_logits.squeeze(-1).contiguous()
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions) if has_positions else None
+        out = Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                                  **_seq2seq_fields(outputs))
+        return self._returned(out, return_dict)
+
+
+class BartDecoderWrapper(nn.Module):
+    """Holds the decoder as ``model.decoder``, so a BartForCausalLM's weights keep the encoder-decoder's names."""
+
+    def __init__(self, config: BartConfig):
+        super().__init__()
+        self.decoder = BartDecoder(config)
+
+    def forward(self, *args, **kwargs):
+        return self.decoder(*args, **kwargs)
+
+
+class BartForCausalLM(BartPreTrainedModel):
+    """The decoder alone as a language model (cross-attention when ``encoder_hidden_states`` are given).
+
+    As in transformers, the loss compares logits and labels at the same position: pass labels already shifted.
+    """
+
+    def __init__(self, config: BartConfig):
+        config.is_decoder = True
+        config.is_encoder_decoder = False
+        super().__init__(config)
+        self.model = BartDecoderWrapper(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.decoder.embed_tokens
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def get_decoder(self) -> BartDecoder:
+        return self.model.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        head_mask=None,
+        cross_attn_head_mask=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.model.decoder(
+            input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask, head_mask,
+            cross_attn_head_mask, past_key_values, inputs_embeds, use_cache,
+            self._resolve("output_attentions", output_attentions),
+            self._resolve("output_hidden_states", output_hidden_states),
+            names=("input_ids", "inputs_embeds", "attention_mask"),
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        out = CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
+        )
+        return self._returned(out, return_dict)

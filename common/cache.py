@@ -1,0 +1,30 @@
+"""The static key/value cache of the TensorFlow and Flax decoders, built for compiled generation.
+
+A generation loop under ``tf.function(jit_compile=True)`` or ``jax.jit`` needs shapes that do not change from step
+to step, so the cache is preallocated to ``max_length`` slots and each call writes its new keys and values at
+``index`` and returns the cache with ``index`` advanced. Cross-attention keys and values are computed once per
+encoding and stored beside them. PyTorch decoders keep the dynamic (concatenating) cache of transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class StaticCache:
+    """layers: per decoder layer ``(key, value)`` or ``(key, value, cross_key, cross_value)``, each
+    [batch, heads, slots, head_dim] (self-attention: ``max_length`` slots); index: int32 scalar, slots filled."""
+
+    layers: tuple[tuple[Any, ...], ...]
+    index: Any
+
+    @property
+    def max_length(self) -> int:
+        return int(self.layers[0][0].shape[2])
+
+    def to_legacy_cache(self) -> tuple[tuple[Any, ...], ...]:
+        """The filled part, in transformers' legacy layout (outside compiled code: ``index`` must be concrete)."""
+        filled = int(self.index)
+        return tuple((k[:, :, :filled], v[:, :, :filled], *cross) for k, v, *cross in self.layers)
