@@ -301,12 +301,6 @@ class BartPreTrainedModel(PreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.shared
 
-    def _resolve(self, name: str, value):
-        return getattr(self.config, name) if value is None else value
-
-    def _returned(self, out, return_dict):
-        return out if self._resolve("return_dict", return_dict) else out.to_tuple()
-
 
 class BartModel(BartPreTrainedModel):
     """The encoder-decoder without a head; returns the decoder's last hidden state (and the encoder's)."""
@@ -351,8 +345,8 @@ class BartModel(BartPreTrainedModel):
             if input_ids is None:
                 raise ValueError("give decoder_input_ids or decoder_inputs_embeds, or input_ids to build them from")
             decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
-        output_attentions = self._resolve("output_attentions", output_attentions)
-        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
+        output_attentions = self.config_default("output_attentions", output_attentions)
+        output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                                            output_hidden_states)
@@ -361,7 +355,7 @@ class BartModel(BartPreTrainedModel):
         decoded = self.decoder(
             decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
             decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
-            self._resolve("use_cache", use_cache), output_attentions, output_hidden_states,
+            self.config_default("use_cache", use_cache), output_attentions, output_hidden_states,
         )
         out = Seq2SeqModelOutput(
             last_hidden_state=decoded.last_hidden_state,
@@ -373,7 +367,7 @@ class BartModel(BartPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
@@ -462,7 +456,7 @@ class BartForConditionalGeneration(BartPreTrainedModel):
         logits = self.lm_head(outputs.last_hidden_state) + self.final_logits_bias
         loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         out = Seq2SeqLMOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 class BartForSequenceClassification(BartPreTrainedModel):
@@ -507,7 +501,7 @@ class BartForSequenceClassification(BartPreTrainedModel):
         logits = self.classification_head(_last_eos_states(input_ids, hidden_states, self.config.eos_token_id))
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         out = Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 def _last_eos_states(input_ids, hidden_states, eos_token_id) -> torch.Tensor:
@@ -570,7 +564,7 @@ class BartForQuestionAnswering(BartPreTrainedModel):
         loss = span_loss(start_logits, end_logits, start_positions, end_positions) if has_positions else None
         out = Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                                   **_seq2seq_fields(outputs))
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 class BartDecoderWrapper(nn.Module):
@@ -626,8 +620,8 @@ class BartForCausalLM(BartPreTrainedModel):
         outputs = self.model.decoder(
             input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask, head_mask,
             cross_attn_head_mask, past_key_values, inputs_embeds, use_cache,
-            self._resolve("output_attentions", output_attentions),
-            self._resolve("output_hidden_states", output_hidden_states),
+            self.config_default("output_attentions", output_attentions),
+            self.config_default("output_hidden_states", output_hidden_states),
             names=("input_ids", "inputs_embeds", "attention_mask"),
         )
         logits = self.lm_head(outputs.last_hidden_state)
@@ -636,4 +630,4 @@ class BartForCausalLM(BartPreTrainedModel):
             loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
         )
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)

@@ -50,6 +50,14 @@ class PreTrainedModel(nn.Module):
     def get_output_embeddings(self) -> nn.Linear | None:
         return None
 
+    def config_default(self, name: str, value: Any) -> Any:
+        """A call argument, or the config's value of the same name when it is None (as transformers does)."""
+        return getattr(self.config, name) if value is None else value
+
+    def returned(self, output, return_dict: bool | None):
+        """The output object, or its tuple when ``return_dict`` (default: the config's) is false."""
+        return output if self.config_default("return_dict", return_dict) else output.to_tuple()
+
     # -- init and tying ----------------------------------------------------------------------------------------
 
     @property

@@ -213,20 +213,15 @@ class OPTPreTrainedModel(PreTrainedModel):
     def _add_base_model(self) -> None:
         self.model = OPTModel(self.config)
 
-    def _resolve(self, name: str, value):
-        return getattr(self.config, name) if value is None else value
-
-    def _returned(self, out, return_dict):
-        return out if self._resolve("return_dict", return_dict) else out.to_tuple()
 
     def _decode(self, input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
                 output_attentions, output_hidden_states, position_ids) -> BaseModelOutputWithPast:
         """The decoder's output, with the config's defaults for the flags left None."""
         return self.base_model.decoder(
             input_ids, attention_mask, head_mask, past_key_values, inputs_embeds,
-            use_cache=self._resolve("use_cache", use_cache),
-            output_attentions=self._resolve("output_attentions", output_attentions),
-            output_hidden_states=self._resolve("output_hidden_states", output_hidden_states),
+            use_cache=self.config_default("use_cache", use_cache),
+            output_attentions=self.config_default("output_attentions", output_attentions),
+            output_hidden_states=self.config_default("output_hidden_states", output_hidden_states),
             position_ids=position_ids,
         )
 
@@ -244,7 +239,7 @@ class OPTModel(OPTPreTrainedModel):
                 position_ids=None):
         out = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
                            output_attentions, output_hidden_states, position_ids)
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 class OPTForCausalLM(OPTPreTrainedModel):
@@ -268,7 +263,7 @@ class OPTForCausalLM(OPTPreTrainedModel):
         loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         out = CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
                                      hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
 
 class OPTForSequenceClassification(OPTPreTrainedModel):
@@ -291,7 +286,7 @@ class OPTForSequenceClassification(OPTPreTrainedModel):
         loss = sequence_classification_loss(self.config, pooled, labels) if labels is not None else None
         out = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=outputs.past_key_values,
                                                hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)
 
     def _last_token(self, input_ids, batch: int):
         """Index of the rightmost non-pad token per row (0 for a row of padding only), or -1 (the last position)
@@ -328,4 +323,4 @@ class OPTForQuestionAnswering(OPTPreTrainedModel):
                                                               start_positions, end_positions)
         out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return self._returned(out, return_dict)
+        return self.returned(out, return_dict)

@@ -359,9 +359,6 @@ class RobertaPreTrainedModel(PreTrainedModel):
         base_model = self.base_model_class()(self.config, add_pooling_layer=add_pooling_layer)
         setattr(self, self.base_model_prefix, base_model)
 
-    def _resolve(self, name: str, value):
-        return getattr(self.config, name) if value is None else value
-
 
 class RobertaModel(RobertaPreTrainedModel):
     """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, optional pooler."""
@@ -392,9 +389,9 @@ class RobertaModel(RobertaPreTrainedModel):
         return_dict=None,
     ):
         config = self.config
-        output_attentions = self._resolve("output_attentions", output_attentions)
-        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
-        use_cache = self._resolve("use_cache", use_cache) if config.is_decoder else False
+        output_attentions = self.config_default("output_attentions", output_attentions)
+        output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
+        use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = input_shape(input_ids, inputs_embeds)
         past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         check_sequence_length(seq + past_length, config.max_sequence_length)
@@ -425,7 +422,7 @@ class RobertaModel(RobertaPreTrainedModel):
             attentions=encoded.attentions,
             cross_attentions=encoded.cross_attentions,
         )
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
     def _self_attention_mask(self, attention_mask, batch, seq, past_length, embeddings):
         """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
@@ -445,11 +442,6 @@ class RobertaModel(RobertaPreTrainedModel):
         batch, encoder_length = encoder_hidden_states.shape[:2]
         keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
         return additive_mask(keep, dtype)
-
-
-def _returned(out, return_dict, config):
-    return_dict = config.use_return_dict if return_dict is None else return_dict
-    return out if return_dict else out.to_tuple()
 
 
 class RobertaForMaskedLM(RobertaPreTrainedModel):
@@ -474,7 +466,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
         out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                              attentions=outputs.attentions)
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 class RobertaForCausalLM(RobertaPreTrainedModel):
@@ -505,7 +497,7 @@ class RobertaForCausalLM(RobertaPreTrainedModel):
             loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
         )
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 class RobertaForSequenceClassification(RobertaPreTrainedModel):
@@ -526,7 +518,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
         out = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                        attentions=outputs.attentions)
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 class RobertaForMultipleChoice(RobertaPreTrainedModel):
@@ -559,7 +551,7 @@ class RobertaForMultipleChoice(RobertaPreTrainedModel):
         loss = token_loss(logits, labels, num_choices) if labels is not None else None
         out = MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 def _flatten_choices(x):
@@ -586,7 +578,7 @@ class RobertaForTokenClassification(RobertaPreTrainedModel):
         loss = token_loss(logits, labels, self.config.num_labels) if labels is not None else None
         out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                     attentions=outputs.attentions)
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 class RobertaForQuestionAnswering(RobertaPreTrainedModel):
@@ -609,7 +601,7 @@ class RobertaForQuestionAnswering(RobertaPreTrainedModel):
                                                               start_positions, end_positions)
         out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return _returned(out, return_dict, self.config)
+        return self.returned(out, return_dict)
 
 
 # ----------------------------------------------------------------------------------------------------------------
