@@ -15,6 +15,7 @@ import optree
 import tensorflow as tf
 
 from .activations import ACTIVATIONS
+from .cache import StaticCache
 from .outputs import OUTPUT_CLASSES
 from .validation import check_index_range, check_sequence_length, check_shape, check_token_ids
 
@@ -75,8 +76,9 @@ def dense(units: int, input_dim: int, std: float, name: str, dtype, use_bias: bo
     return layer
 
 
-def layer_norm(size: int, eps: float, name: str, dtype) -> keras.layers.LayerNormalization:
-    layer = keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype)
+def layer_norm(size: int, eps: float, name: str, dtype, affine: bool = True) -> keras.layers.LayerNormalization:
+    """``affine=False``: no weight and bias (PyTorch's ``elementwise_affine=False``)."""
+    layer = keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype, center=affine, scale=affine)
     layer.build((size,))
     return layer
 
@@ -209,18 +211,18 @@ def causal_keep_mask(mask, query_length):
     return tf.cast(causal, mask.dtype)[None, None, :, :] * mask[:, None, None, :]
 
 
-def head_mask_per_layer(head_mask, num_layers: int, num_heads: int, dtype):
+def head_mask_per_layer(head_mask, num_layers: int, num_heads: int, dtype, name: str = "head_mask"):
     """[heads] or [layers, heads] (1 keeps a head, 0 silences it) -> per layer [1, heads, 1, 1], or Nones."""
     if head_mask is None:
         return [None] * num_layers
     head_mask = tf.cast(head_mask, dtype)
     if head_mask.shape.rank == 1:
-        check_shape("head_mask", static_shape(head_mask), (num_heads,), "heads")
+        check_shape(name, static_shape(head_mask), (num_heads,), "heads")
         head_mask = tf.broadcast_to(head_mask[None, :], [num_layers, num_heads])
     elif head_mask.shape.rank == 2:
-        check_shape("head_mask", static_shape(head_mask), (num_layers, num_heads), "layers, heads")
+        check_shape(name, static_shape(head_mask), (num_layers, num_heads), "layers, heads")
     else:
-        raise ValueError(f"head_mask must have shape [heads] or [layers, heads], got {static_shape(head_mask)}")
+        raise ValueError(f"{name} must have shape [heads] or [layers, heads], got {static_shape(head_mask)}")
     return [head_mask[i][None, :, None, None] for i in range(num_layers)]
 
 
@@ -239,16 +241,17 @@ def merge_heads(x):
 
 
 def eager_attention(query, key, value, mask=None, *, dropout: keras.layers.Dropout, training: bool = False,
-                    head_mask=None, extra_scores: Sequence = ()):
+                    head_mask=None, extra_scores: Sequence = (), scale: float | None = None):
     """Attention written out (XLA fuses it under ``jit_compile``); returns (context, probabilities).
 
     ``extra_scores`` (relative position scores) are added to the raw scores before the division by
-    sqrt(head_dim), in Hugging Face's order, so float32 results match PyTorch's to rounding.
+    sqrt(head_dim), in Hugging Face's order, so float32 results match PyTorch's to rounding. A ``scale`` given
+    multiplies the scores instead (BART's order; 1.0 when the query was scaled already, as in OPT).
     """
     scores = tf.matmul(query, key, transpose_b=True)
     for extra in extra_scores:
         scores = scores + extra
-    scores = scores / math.sqrt(query.shape[-1])
+    scores = scores / math.sqrt(query.shape[-1]) if scale is None else scores * scale
     if mask is not None:
         scores = scores + tf.cast(mask, scores.dtype)
     probs = tf.nn.softmax(scores, axis=-1)
@@ -336,3 +339,136 @@ def _register_outputs() -> None:
 
 
 _register_outputs()
+
+
+# ---------------------------------------------------------------- static cache, for compiled generation
+# A StaticCache holds max_length preallocated slots per layer and the count already written (``index``), so
+# every generation step has the same shapes and a jit-compiled step function traces once.
+
+def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: int, head_dim: int, dtype,
+                     cross_key_values=None) -> StaticCache:
+    """Zeros [batch, heads, max_length, head_dim] per layer and index 0; ``cross_key_values`` (one (key, value)
+    per layer, computed once from the encoder output) become each layer's 3rd and 4th entries."""
+    zeros = tf.zeros([batch, num_heads, max_length, head_dim], dtype)
+    cross = cross_key_values if cross_key_values is not None else [()] * num_layers
+    return StaticCache(tuple((zeros, zeros, *kv) for kv in cross), tf.constant(0, tf.int32))
+
+
+def static_cache_update(cache_key, cache_value, key, value, index):
+    """Write ``key``/``value`` [batch, heads, new, head_dim] into slots ``index ... index + new - 1`` of the
+    cache tensors [batch, heads, max_length, head_dim]; returns the updated (cache_key, cache_value).
+
+    A select over the slot axis rather than a scatter: shapes stay static and XLA fuses it.
+    """
+    max_length, new = cache_key.shape[2], key.shape[2]
+    check_static_cache_room(index, new, max_length)
+    slots = tf.range(max_length)
+    offset = slots - tf.cast(index, tf.int32)
+    written = tf.logical_and(offset >= 0, offset < new)[None, None, :, None]
+    source = tf.clip_by_value(offset, 0, new - 1)
+    return (tf.where(written, tf.gather(tf.cast(key, cache_key.dtype), source, axis=2), cache_key),
+            tf.where(written, tf.gather(tf.cast(value, cache_value.dtype), source, axis=2), cache_value))
+
+
+def check_static_cache_room(index, new: int, max_length: int) -> None:
+    message = f"the StaticCache has {max_length} slots; writing {new} more would overflow it (see init_cache)"
+    if tf.executing_eagerly():
+        if int(index) + new > max_length:
+            raise ValueError(f"{message}: {int(index)} are already filled")
+    else:
+        tf.debugging.assert_less_equal(tf.cast(index, tf.int32) + new, max_length, message=message)
+
+
+def static_cache_keep_mask(attention_mask, index, query_length: int, max_length: int, batch, dtype):
+    """The [batch, 1, queries, max_length] keep mask of queries written at slots ``index ...``.
+
+    Query i (slot index + i) sees slot j when j <= index + i (causal order; slots not yet written lie beyond) and
+    ``attention_mask[:, j]`` is 1. ``attention_mask`` [batch, max_length] covers every slot (padding 0; what it
+    says of future slots does not matter); None keeps them all.
+    """
+    if attention_mask is None:
+        attention_mask = tf.ones([batch, max_length], dtype)
+    attention_mask = tf.cast(attention_mask, dtype)
+    shape = static_shape(attention_mask)
+    if len(shape) != 2 or shape[1] != max_length or (isinstance(batch, int) and shape[0] not in (None, batch)):
+        raise ValueError(
+            f"with a StaticCache, attention_mask must cover all {max_length} cache slots: shape "
+            f"[batch={batch}, {max_length}] (0 for padding), got {shape}"
+        )
+    query_slots = tf.cast(index, tf.int32) + tf.range(query_length)
+    causal = tf.range(max_length)[None, :] <= query_slots[:, None]
+    return tf.cast(causal, dtype)[None, None, :, :] * attention_mask[:, None, None, :]
+
+
+def _register_static_cache() -> None:
+    """StaticCache as a tree node for Keras (optree) and for tf.nest / tf.function (its custom nest protocol),
+    so a cache passes into and out of compiled functions and Keras' predict."""
+    try:
+        optree.register_pytree_node(
+            StaticCache, lambda c: ([c.layers, c.index], None, ["layers", "index"]),
+            lambda _, children: StaticCache(*children), namespace="keras",
+        )
+    except ValueError:  # already registered (module reloaded)
+        pass
+    StaticCache.__len__ = lambda self: len(self.layers)  # Keras sizes every nested call argument
+    StaticCache.__tf_flatten__ = lambda self: (None, (self.layers, self.index))
+    StaticCache.__tf_unflatten__ = classmethod(lambda cls, _, components: cls(*components))
+
+
+_register_static_cache()
+
+
+# ---------------------------------------------------------------- attention with k/v/q/out projections (BART, OPT)
+
+class ProjectedAttention(Block):
+    """Multi-head attention with ``k_proj``, ``v_proj``, ``q_proj`` and ``out_proj`` (BART, OPT).
+
+    Self-attention, or cross-attention when ``key_value_states`` (the encoder output) is given. The cache entry
+    ``past_key_value`` is (key, value) [batch, heads, keys, head_dim]: self-attention appends the new keys to it,
+    or, with ``cache_index`` (a StaticCache's), writes them into its preallocated slots from that index;
+    cross-attention reuses it as is (the encoder's keys do not change while decoding). ``scale_query`` scales
+    the query before the product, as fairseq's OPT does; otherwise the scores are scaled, as BART does.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float, std: float, use_bias: bool = True,
+                 scale_query: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+        dtype = self.dtype_policy
+        self.num_heads = num_heads
+        self.scaling = (embed_dim // num_heads) ** -0.5
+        self.scale_query = scale_query
+        self.k_proj = dense(embed_dim, embed_dim, std, "k_proj", dtype, use_bias)
+        self.v_proj = dense(embed_dim, embed_dim, std, "v_proj", dtype, use_bias)
+        self.q_proj = dense(embed_dim, embed_dim, std, "q_proj", dtype, use_bias)
+        self.out_proj = dense(embed_dim, embed_dim, std, "out_proj", dtype, use_bias)
+        self.dropout = keras.layers.Dropout(dropout, dtype=dtype)
+        self.built = True
+
+    def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+             cache_index=None, training=False):
+        """Returns (output [batch, queries, embed_dim], probabilities, this layer's (key, value))."""
+        query = self.q_proj(hidden_states)
+        scale = self.scaling
+        if self.scale_query:
+            query, scale = query * self.scaling, 1.0
+        query = split_heads(query, self.num_heads)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        context, probs = eager_attention(query, key, value, attention_mask, dropout=self.dropout, training=training,
+                                         head_mask=head_mask, scale=scale)
+        return self.out_proj(merge_heads(context)), probs, (key, value)
+
+    def project_key_value(self, source):
+        """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
+        return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
+        if key_value_states is not None and past_key_value is not None:
+            return tuple(past_key_value)
+        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
+        if past_key_value is None:
+            return key, value
+        if cache_index is not None:
+            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+        return tf.concat([past_key_value[0], key], axis=2), tf.concat([past_key_value[1], value], axis=2)

@@ -119,6 +119,10 @@ class TFPreTrainedModel(keras.Model):
             return output
         return dataclasses.replace(output, loss=self.head_loss(labels, output))
 
+    def config_default(self, name: str, value: Any) -> Any:
+        """A call argument, or the config's value of the same name when it is None (as transformers does)."""
+        return getattr(self.config, name) if value is None else value
+
     def get_base_model(self) -> keras.Model:
         """The bare model: the one held under ``base_model_prefix``, or this model itself.
 

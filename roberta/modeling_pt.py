@@ -153,13 +153,16 @@ class RobertaSelfAttention(nn.Module):
         return scores
 
 
-class RobertaSelfOutput(nn.Module):
-    """Projection of the attention output, dropout and the residual (then LayerNorm unless pre-layer-norm)."""
+class RobertaResidualOutput(nn.Module):
+    """dense -> dropout -> add the block input, then LayerNorm unless pre-layer-norm normalized the input already.
 
-    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
+    Serves as both ``attention.output`` and the layer's ``output`` (transformers' SelfOutput and Output).
+    """
+
+    def __init__(self, config: RobertaConfig, input_size: int, pre_layer_norm: bool):
         super().__init__()
         self.pre_layer_norm = pre_layer_norm
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size, config.hidden_size)
         if not pre_layer_norm:
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -176,7 +179,7 @@ class RobertaAttention(nn.Module):
         super().__init__()
         self.pre_layer_norm = pre_layer_norm
         self.self = RobertaSelfAttention(config, position_embedding_type)
-        self.output = RobertaSelfOutput(config, pre_layer_norm)
+        self.output = RobertaResidualOutput(config, config.hidden_size, pre_layer_norm)
         if pre_layer_norm:
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -204,20 +207,6 @@ class RobertaIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class RobertaOutput(nn.Module):
-    def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
-        super().__init__()
-        self.pre_layer_norm = pre_layer_norm
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        if not pre_layer_norm:
-            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states, residual):
-        hidden_states = self.dropout(self.dense(hidden_states)) + residual
-        return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
-
-
 class RobertaLayer(nn.Module):
     def __init__(self, config: RobertaConfig, pre_layer_norm: bool):
         super().__init__()
@@ -227,7 +216,7 @@ class RobertaLayer(nn.Module):
                 raise ValueError("add_cross_attention=True needs is_decoder=True: cross-attention is a decoder layer")
             self.crossattention = RobertaAttention(config, "absolute", pre_layer_norm)
         self.intermediate = RobertaIntermediate(config, pre_layer_norm)
-        self.output = RobertaOutput(config, pre_layer_norm)
+        self.output = RobertaResidualOutput(config, config.intermediate_size, pre_layer_norm)
 
     def forward(self, hidden_states, mask=None, head_mask=None, encoder_hidden_states=None, encoder_mask=None,
                 past_key_value=None, output_attentions=False):
