@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .activations import ACTIVATIONS
+from .cache import StaticCache
 from .outputs import OUTPUT_CLASSES
-from .validation import check_index_range, check_shape
+from .validation import check_index_range, check_rank, check_shape
 
 Array = Any
 Dtype = Any
@@ -84,26 +85,35 @@ def dense(features: int, std: float, dtype: Dtype, param_dtype: Dtype, *, use_bi
                     kernel_init=jax.nn.initializers.normal(std), name=name)
 
 
-def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, *, name=None):
+def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, *, affine: bool = True, name=None):
+    """``affine=False``: no scale and bias (PyTorch's ``elementwise_affine=False``)."""
     # The two-pass variance, as PyTorch computes it; the fast E[x^2] - E[x]^2 form loses digits.
-    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False, name=name)
+    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
+                        use_bias=affine, use_scale=affine, name=name)
 
 
 class Embed(nn.Module):
-    """An embedding table (param ``embedding``, as ``nn.Embed``) whose lookup never clamps bad ids."""
+    """An embedding table (param ``embedding``, as ``nn.Embed``) whose lookup never clamps bad ids.
+
+    ``padding_idx``: as PyTorch's, the lookups of that id pass no gradient to its row.
+    """
 
     num_embeddings: int
     features: int
     std: float
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    padding_idx: int | None = None
 
     def setup(self):
         self.embedding = self.param("embedding", jax.nn.initializers.normal(self.std),
                                     (self.num_embeddings, self.features), self.param_dtype)
 
     def __call__(self, ids: Array) -> Array:
-        return take_rows(self.embedding, ids).astype(self.dtype)
+        rows = take_rows(self.embedding, ids).astype(self.dtype)
+        if self.padding_idx is None:
+            return rows
+        return jnp.where((jnp.asarray(ids) == self.padding_idx)[..., None], jax.lax.stop_gradient(rows), rows)
 
     def check(self, ids: Array, name: str, what: str) -> None:
         """Raise a clear ValueError for out-of-range ids when their values are known (eager calls)."""
@@ -157,15 +167,17 @@ def attention_bias(mask: Array | None, batch: int, query_length: int, key_length
 # Attention
 
 
-def layer_head_masks(head_mask: Array | None, num_layers: int, num_heads: int) -> list[Array | None]:
-    """Per-layer multipliers [1, heads, 1, 1] of the attention probabilities from a [heads] or [layers, heads] mask."""
+def layer_head_masks(head_mask: Array | None, num_layers: int, num_heads: int,
+                     name: str = "head_mask") -> list[Array | None]:
+    """Per-layer multipliers [1, heads, 1, 1] of the attention probabilities from a [heads] or [layers, heads] mask;
+    ``name``: the argument's name, for errors."""
     if head_mask is None:
         return [None] * num_layers
     head_mask = jnp.asarray(head_mask)
     if head_mask.ndim == 1:
-        check_shape("head_mask", head_mask.shape, (num_heads,), "[heads], or [layers, heads]")
+        check_shape(name, head_mask.shape, (num_heads,), "[heads], or [layers, heads]")
         head_mask = jnp.broadcast_to(head_mask, (num_layers, num_heads))
-    check_shape("head_mask", head_mask.shape, (num_layers, num_heads), "[heads], or [layers, heads]")
+    check_shape(name, head_mask.shape, (num_layers, num_heads), "[heads], or [layers, heads]")
     return [head_mask[i][None, :, None, None] for i in range(num_layers)]
 
 
@@ -179,13 +191,14 @@ def dropout(x: Array, rate: float, rng: Array | None) -> Array:
 
 def attention(query: Array, key: Array, value: Array, bias: Array | None, *, score_offset: Array | None = None,
               head_mask: Array | None = None, dropout_rate: float = 0.0, dropout_rng: Array | None = None,
-              output_attentions: bool = False) -> tuple[Array, Array | None]:
+              output_attentions: bool = False, scale: float | None = None) -> tuple[Array, Array | None]:
     """Scaled dot-product attention over heads.
 
     query [batch, q, heads, head_dim], key / value [batch, k, heads, head_dim]; ``bias`` additive, broadcastable to
     [batch, heads, q, k]; ``score_offset`` (relative positions) is added to the raw scores before scaling, as in
     Hugging Face. Returns the context [batch, q, heads, head_dim] and the probabilities [batch, heads, q, k] when
-    ``output_attentions`` (after dropout and head mask, as Hugging Face returns them).
+    ``output_attentions`` (after dropout and head mask, as Hugging Face returns them). ``scale`` multiplies the
+    scores instead of dividing them by sqrt(head_dim) (1.0 for queries scaled beforehand, as OPT's are).
 
     Uses the fused ``jax.nn.dot_product_attention`` unless probabilities, a score offset, a head mask or dropout
     are needed; both paths agree to float32 rounding, fully masked rows included (uniform weights).
@@ -194,11 +207,11 @@ def attention(query: Array, key: Array, value: Array, bias: Array | None, *, sco
     if bias is not None:
         bias = bias.astype(query.dtype)
     if not (output_attentions or score_offset is not None or head_mask is not None or use_dropout):
-        return jax.nn.dot_product_attention(query, key, value, bias=bias), None
+        return jax.nn.dot_product_attention(query, key, value, bias=bias, scale=scale), None
     scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
     if score_offset is not None:
         scores = scores + score_offset
-    scores = scores / math.sqrt(query.shape[-1])
+    scores = scores / math.sqrt(query.shape[-1]) if scale is None else scores * scale
     if bias is not None:
         scores = scores + bias
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(query.dtype)
@@ -247,6 +260,50 @@ def bce_with_logits(logits: Array, targets: Array) -> Array:
     return jnp.mean(jnp.maximum(x, 0.0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x))))
 
 
+def causal_lm_loss(logits: Array, labels: Array) -> Array:
+    """Next-token cross entropy: position t predicts label t + 1 (-100 ignored)."""
+    return cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
+
+
+def sequence_classification_loss(config, logits: Array, labels: Array) -> Array:
+    """Regression (MSE), single-label (cross entropy) or multi-label (BCE with logits) by ``config.problem_type``;
+    when unset it is inferred and recorded on the config, as Hugging Face does."""
+    labels = jnp.asarray(labels)
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif jnp.issubdtype(labels.dtype, jnp.integer):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return mse(jnp.squeeze(logits), jnp.squeeze(labels)) if config.num_labels == 1 else mse(logits, labels)
+    if config.problem_type == "single_label_classification":
+        return cross_entropy(logits, labels)
+    return bce_with_logits(logits, labels)
+
+
+def span_loss(start_logits: Array, end_logits: Array, start_positions: Array, end_positions: Array) -> Array:
+    """Question answering: the mean of the start and end cross entropies; positions outside the input are clamped
+    to seq_len and ignored, as Hugging Face does."""
+    ignored = start_logits.shape[1]
+    start = jnp.clip(jnp.asarray(start_positions).reshape(-1), 0, ignored)
+    end = jnp.clip(jnp.asarray(end_positions).reshape(-1), 0, ignored)
+    return (cross_entropy(start_logits, start, ignore_index=ignored)
+            + cross_entropy(end_logits, end, ignore_index=ignored)) / 2
+
+
+def span_logits_and_loss(logits: Array, start_positions: Array | None = None,
+                         end_positions: Array | None = None) -> tuple[Array, Array, Array | None]:
+    """(start logits, end logits, loss or None) from a question-answering head's [batch, seq, 2] output; the loss
+    needs both positions."""
+    start_logits, end_logits = logits[..., 0], logits[..., 1]
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+    return start_logits, end_logits, loss
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Outputs as pytrees
 
@@ -273,3 +330,172 @@ def register_outputs() -> None:
 
 
 register_outputs()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Static cache, for compiled generation
+# A StaticCache holds max_length preallocated slots per layer and the count already written (``index``), so every
+# generation step has the same shapes and a jitted step function traces once.
+
+
+def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: int, head_dim: int, dtype: Dtype,
+                     cross_key_values=None) -> StaticCache:
+    """Zeros [batch, heads, max_length, head_dim] per layer and index 0; ``cross_key_values`` (one (key, value)
+    per layer, computed once from the encoder output) become each layer's 3rd and 4th entries."""
+    zeros = jnp.zeros((batch, num_heads, max_length, head_dim), dtype)
+    cross = cross_key_values if cross_key_values is not None else [()] * num_layers
+    return StaticCache(tuple((zeros, zeros, *kv) for kv in cross), jnp.asarray(0, jnp.int32))
+
+
+def static_cache_update(cache_key: Array, cache_value: Array, key: Array, value: Array,
+                        index: Array) -> tuple[Array, Array]:
+    """Write ``key``/``value`` [batch, heads, new, head_dim] into slots ``index ... index + new - 1`` of the cache
+    arrays [batch, heads, max_length, head_dim]; returns the updated (cache_key, cache_value).
+
+    Overflowing the cache raises when ``index`` is known now; under tracing (where dynamic_update_slice would
+    silently move the write back) the written keys and values become NaN, so the outputs show it.
+    """
+    max_length, new = cache_key.shape[2], key.shape[2]
+    overflow = check_static_cache_room(index, new, max_length)
+    start = (0, 0, jnp.asarray(index, jnp.int32), 0)
+
+    def write(cache, update):
+        update = update.astype(cache.dtype)
+        if overflow is not None:
+            update = jnp.where(overflow, jnp.asarray(jnp.nan, cache.dtype), update)
+        return jax.lax.dynamic_update_slice(cache, update, start)
+
+    return write(cache_key, key), write(cache_value, value)
+
+
+def check_static_cache_room(index: Array, new: int, max_length: int) -> Array | None:
+    """Raise when writing ``new`` slots from a known ``index`` overflows; under tracing the overflow flag."""
+    filled = concrete(index)
+    if filled is None:
+        return jnp.asarray(index, jnp.int32) + new > max_length
+    if int(filled) + new > max_length:
+        raise ValueError(f"the StaticCache has {max_length} slots; writing {new} more would overflow it "
+                         f"(see init_cache): {int(filled)} are already filled")
+    return None
+
+
+def static_cache_keep_mask(attention_mask: Array | None, index: Array, query_length: int, max_length: int,
+                           batch: int) -> Array:
+    """The [batch, 1, queries, max_length] 0/1 keep mask of queries written at slots ``index ...``.
+
+    Query i (slot index + i) sees slot j when j <= index + i (causal order; slots not yet written lie beyond) and
+    ``attention_mask[:, j]`` is 1. ``attention_mask`` [batch, max_length] covers every slot (padding 0; what it
+    says of future slots does not matter); None keeps them all.
+    """
+    if attention_mask is None:
+        attention_mask = jnp.ones((batch, max_length), jnp.int32)
+    shape = tuple(np.shape(attention_mask))
+    if shape != (batch, max_length):
+        raise ValueError(f"with a StaticCache, attention_mask must cover all {max_length} cache slots: shape "
+                         f"[batch={batch}, {max_length}] (0 for padding), got {list(shape)}")
+    query_slots = jnp.asarray(index, jnp.int32) + jnp.arange(query_length)
+    causal = (jnp.arange(max_length)[None, :] <= query_slots[:, None]).astype(jnp.int32)
+    return causal[None, None, :, :] * jnp.asarray(attention_mask, jnp.int32)[:, None, None, :]
+
+
+def _register_static_cache() -> None:
+    """StaticCache as a pytree node (children: the per-layer arrays, then ``index``), so a cache passes into and
+    out of jit, and the index is an ordinary traced leaf: one compilation serves every step."""
+    try:
+        jax.tree_util.register_pytree_with_keys(
+            StaticCache,
+            lambda c: (((jax.tree_util.GetAttrKey("layers"), c.layers), (jax.tree_util.GetAttrKey("index"), c.index)),
+                       None),
+            lambda _, children: StaticCache(*children),
+            flatten_func=lambda c: ((c.layers, c.index), None),
+        )
+    except ValueError:  # already registered (module reloaded)
+        pass
+
+
+_register_static_cache()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention with k/v/q/out projections (BART, OPT)
+
+
+class ProjectedAttention(nn.Module):
+    """Multi-head attention with ``k_proj``, ``v_proj``, ``q_proj`` and ``out_proj`` (BART, OPT).
+
+    Self-attention, or cross-attention when ``key_value_states`` (the encoder output) is given. The cache entry
+    ``past_key_value`` is (key, value) [batch, heads, keys, head_dim]: self-attention appends the new keys to it,
+    or, with ``cache_index`` (a StaticCache's), writes them into its preallocated slots from that index;
+    cross-attention reuses it as is (the encoder's keys do not change while decoding). ``scale_query`` scales the
+    query before the product, as fairseq's OPT does; otherwise the scores are scaled, as BART does.
+    """
+
+    embed_dim: int
+    num_heads: int
+    std: float
+    dropout: float = 0.0
+    use_bias: bool = True
+    scale_query: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be a multiple of num_heads ({self.num_heads})")
+        self.k_proj, self.v_proj, self.q_proj, self.out_proj = (
+            dense(self.embed_dim, self.std, self.dtype, self.param_dtype, use_bias=self.use_bias) for _ in range(4))
+
+    def __call__(self, hidden_states: Array, bias: Array | None, head_mask: Array | None = None,
+                 key_value_states: Array | None = None, past_key_value: tuple[Array, Array] | None = None,
+                 cache_index: Array | None = None, deterministic: bool = True, output_attentions: bool = False):
+        """Returns (output [batch, queries, embed_dim], probabilities or None, this layer's (key, value))."""
+        head_dim = self.embed_dim // self.num_heads
+        query, scale = self.q_proj(hidden_states), None
+        if self.scale_query:
+            query, scale = query * head_dim ** -0.5, 1.0
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        use_dropout = not deterministic and self.dropout > 0.0
+        context, probs = attention(
+            self._split(query), jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2), bias, head_mask=head_mask,
+            dropout_rate=self.dropout, dropout_rng=self.make_rng("dropout") if use_dropout else None,
+            output_attentions=output_attentions, scale=scale,
+        )
+        return self.out_proj(context.reshape(context.shape[:2] + (-1,))), probs, (key, value)
+
+    def project_key_value(self, source: Array) -> tuple[Array, Array]:
+        """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
+        return (jnp.swapaxes(self._split(self.k_proj(source)), 1, 2),
+                jnp.swapaxes(self._split(self.v_proj(source)), 1, 2))
+
+    def _split(self, x: Array) -> Array:
+        """[batch, seq, embed_dim] -> [batch, seq, heads, head_dim]."""
+        return x.reshape(x.shape[:2] + (self.num_heads, -1))
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
+        if key_value_states is not None and past_key_value is not None:
+            return tuple(jnp.asarray(t, self.dtype) for t in past_key_value)
+        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
+        if past_key_value is None:
+            return key, value
+        if cache_index is not None:
+            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+        return (jnp.concatenate([jnp.asarray(past_key_value[0], key.dtype), key], axis=2),
+                jnp.concatenate([jnp.asarray(past_key_value[1], value.dtype), value], axis=2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model plumbing
+
+
+def input_shape(ids: Array | None, embeds: Array | None, ids_name: str = "input_ids",
+                embeds_name: str = "inputs_embeds") -> tuple[int, int]:
+    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden]."""
+    if ids is not None and embeds is not None:
+        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
+    if ids is not None:
+        check_rank(ids_name, np.shape(ids), 2, "batch, sequence")
+        return tuple(np.shape(ids))
+    if embeds is not None:
+        check_rank(embeds_name, np.shape(embeds), 3, "batch, sequence, hidden")
+        return tuple(np.shape(embeds)[:2])
+    raise ValueError(f"give {ids_name} or {embeds_name}")

@@ -81,7 +81,7 @@ class FlaxPreTrainedModel:
             kind = path.rpartition(".")[2]
             if kind in ("kernel", "embedding"):
                 value = generator.normal(0.0, std, leaf.shape)
-            elif kind in ("bias", "scale"):
+            elif kind in ("bias", "scale") or kind.endswith("_bias"):  # e.g. BART's final_logits_bias
                 value = np.full(leaf.shape, 1.0 if kind == "scale" else 0.0)
             else:
                 raise ValueError(f"{type(self).__name__} has no init rule for parameter {path}")
@@ -116,12 +116,14 @@ class FlaxPreTrainedModel:
     # -- calling -----------------------------------------------------------------------------------------------
 
     def apply_module(self, params: Params | None, dropout_rng: jax.Array | None, train: bool,
-                     return_dict: bool | None, **inputs: Any):
-        """Run the linen module: dropout only when ``train`` (which then needs ``dropout_rng``)."""
+                     return_dict: bool | None, method: Any = None, **inputs: Any):
+        """Run the linen module (or ``method(module, **inputs, deterministic=...)``, e.g. an encoder alone):
+        dropout only when ``train`` (which then needs ``dropout_rng``)."""
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
         rngs = {"dropout": dropout_rng} if train else {}
-        out = self.module.apply({"params": self._require_params(params)}, **inputs, deterministic=not train, rngs=rngs)
+        out = self.module.apply({"params": self._require_params(params)}, **inputs, deterministic=not train, rngs=rngs,
+                                method=method)
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         return out if return_dict else out.to_tuple()
 
@@ -158,13 +160,15 @@ class FlaxPreTrainedModel:
         config = load_config(cls.config_class, name_or_path, config, hub_kwargs, kwargs)
         dtype = jnp.dtype(dtype_name(dtype)) if dtype is not None else jnp.dtype(jnp.float32)
         model = cls(config, dtype=dtype, param_dtype=dtype, _do_init=False, **model_kwargs)
+        target = model.parameter_shapes()
         arrays, report = load_pretrained_arrays(
-            name_or_path, model.parameter_shapes(), model.weights_spec(), "flax", hub_kwargs,
+            name_or_path, target, model.weights_spec(), "flax", hub_kwargs,
             allow_new_heads=allow_new_heads, ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         flat = {path: jnp.asarray(array, dtype) for path, array in arrays.items()}
-        if report.missing or report.mismatched:
-            # Heads the checkpoint lacks (or misshapen tensors the caller allowed) start from a random init.
+        if len(flat) < len(target):
+            # Heads the checkpoint lacks (or misshapen tensors the caller allowed) start from a random init, and
+            # optional tensors it lacks (BART's final_logits_bias) from their initial value.
             rng = jax.random.PRNGKey(model_kwargs.get("seed", 0))
             fresh = flatten_params(model.init_weights(rng, model.input_shape))
             flat = {**fresh, **flat}

@@ -29,7 +29,7 @@ from ..common.layers_flax import (
     layer_head_masks,
     layer_norm,
     sequence_classification_loss,
-    span_loss,
+    span_logits_and_loss,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -441,7 +441,8 @@ class FlaxRobertaForCausalLMModule(_LMHeadModule):
         outputs = self.backbone(**inputs)
         logits = self._logits(outputs.last_hidden_state)
         return CausalLMOutputWithCrossAttentions(
-            loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits,
+            past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
         )
 
@@ -531,11 +532,8 @@ class FlaxRobertaForQuestionAnsweringModule(_Head):
 
     def __call__(self, start_positions=None, end_positions=None, **inputs):
         outputs = self.backbone(**inputs)
-        logits = self.qa_outputs(outputs.last_hidden_state)
-        start_logits, end_logits = logits[..., 0], logits[..., 1]
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
+                                                              start_positions, end_positions)
         return QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits,
             hidden_states=outputs.hidden_states, attentions=outputs.attentions,
