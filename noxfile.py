@@ -42,4 +42,4 @@ def parity(session):
 @nox.session
 def lint(session):
     session.install("ruff")
-    session.run("ruff", "check", "common", "conversion", "roberta", "tests", "benchmarks", "examples")
+    session.run("ruff", "check", "common", "conversion", "roberta", "bart", "opt", "tests", "benchmarks", "examples")

@@ -269,17 +269,15 @@ class TFOPTPreTrainedModel(TFPreTrainedModel):
     def _add_base_model(self) -> None:
         self.model = TFOPTModel(self.config, dtype=self.dtype_policy, name="model")
 
-    def _resolve(self, name: str, value):
-        return getattr(self.config, name) if value is None else value
 
     def _decode(self, input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
                 output_attentions, output_hidden_states, position_ids, training) -> BaseModelOutputWithPast:
         base = self.get_base_model()
         return base.decoder(
             input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds, use_cache=self._resolve("use_cache", use_cache),
-            output_attentions=self._resolve("output_attentions", output_attentions),
-            output_hidden_states=self._resolve("output_hidden_states", output_hidden_states),
+            inputs_embeds=inputs_embeds, use_cache=self.config_default("use_cache", use_cache),
+            output_attentions=self.config_default("output_attentions", output_attentions),
+            output_hidden_states=self.config_default("output_hidden_states", output_hidden_states),
             position_ids=position_ids, training=training,
         )
 

@@ -391,9 +391,6 @@ class TFRobertaPreTrainedModel(TFPreTrainedModel):
     def _word_embeddings(self):
         return self.get_base_model().embeddings.word_embeddings.embeddings
 
-    def _resolve(self, name: str, value):
-        return getattr(self.config, name) if value is None else value
-
 
 class TFRobertaModel(TFRobertaPreTrainedModel):
     """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, optional pooler."""
@@ -427,9 +424,9 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         training=False,
     ):
         config = self.config
-        output_attentions = self._resolve("output_attentions", output_attentions)
-        output_hidden_states = self._resolve("output_hidden_states", output_hidden_states)
-        use_cache = self._resolve("use_cache", use_cache) if config.is_decoder else False
+        output_attentions = self.config_default("output_attentions", output_attentions)
+        output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
+        use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = _input_shape(input_ids, inputs_embeds)
         past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
         check_length(seq + past_length, config.max_sequence_length)
