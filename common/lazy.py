@@ -6,7 +6,11 @@ import importlib
 from collections.abc import Mapping
 
 # The extra that installs each framework's top-level module.
-_EXTRA_OF_MODULE = {"torch": "torch", "tensorflow": "tf", "keras": "tf", "jax": "flax", "jaxlib": "flax", "flax": "flax", "optax": "flax"}
+_EXTRA_OF_MODULE = {
+    "torch": "torch",
+    "tensorflow": "tf", "keras": "tf",
+    "jax": "flax", "jaxlib": "flax", "flax": "flax", "optax": "flax",
+}
 
 
 def missing_framework_error(module_name: str, wanted: str) -> ImportError:

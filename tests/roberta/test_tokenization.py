@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import transformers
+
 from rosettazoo.common.tokenization import BatchEncoding, clean_up_tokenization
 from rosettazoo.roberta import RobertaTokenizer, RobertaTokenizerFast
 
