@@ -1,0 +1,784 @@
+"""BART in Flax (linen), ``Flax`` prefix: a bidirectional encoder and an autoregressive decoder with cross-attention.
+
+The module tree is Hugging Face's PyTorch one, so parameter paths map to canonical checkpoint names. The one
+embedding matrix lives at ``model.shared``: the encoder, the decoder and the tied LM head read it, none holds a
+copy (``BartForCausalLM``'s decoder owns ``embed_tokens``). Layers sit under ``layers`` with children "0", "1", ...
+``final_logits_bias`` [1, vocab] is a parameter of the generation model, as in transformers' Flax BART.
+
+Decoding keeps either transformers' dynamic cache (per decoder layer (key, value[, cross_key, cross_value]), each
+[batch, heads, seq, head_dim], growing by concatenation) or, for ``jax.jit``, a ``StaticCache`` from
+``init_cache`` whose shapes never change, so one compilation serves every step.
+
+Linen modules (``Flax...Module`` and the blocks) compute; the public classes are thin model objects holding
+``module``, ``params`` and ``config``, called as ``model(input_ids, attention_mask, ..., params=..., train=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..common.cache import StaticCache
+from ..common.layers_flax import (
+    Embed,
+    ProjectedAttention,
+    activation,
+    additive_mask,
+    attention_bias,
+    concrete,
+    cross_entropy,
+    dense,
+    input_shape,
+    layer_head_masks,
+    layer_norm,
+    new_static_cache,
+    sequence_classification_loss,
+    span_loss,
+    static_cache_keep_mask,
+)
+from ..common.modeling_flax import FlaxPreTrainedModel
+from ..common.outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    Seq2SeqQuestionAnsweringModelOutput,
+    Seq2SeqSequenceClassifierOutput,
+)
+from ..common.validation import check_rank, check_sequence_length, check_token_ids
+from .config import BartConfig
+from .weights import weights_spec
+
+Array = Any
+# Learned positions start at row 2 (fairseq reserved the first two rows).
+POSITION_OFFSET = 2
+LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which BART uses
+
+
+def shift_tokens_right(input_ids: Array, pad_token_id: int | None, decoder_start_token_id: int | None,
+                       name: str = "input_ids") -> Array:
+    """Decoder inputs from labels (or input ids): the start token, then all but the last; -100 becomes padding."""
+    check_rank(name, np.shape(input_ids), 2, "batch, sequence")
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id must be set to build decoder inputs from input_ids or labels")
+    input_ids = jnp.asarray(input_ids)
+    start = jnp.full((input_ids.shape[0], 1), decoder_start_token_id, input_ids.dtype)
+    shifted = jnp.concatenate([start, input_ids[:, :-1]], axis=1)
+    return jnp.where(shifted == -100, pad_token_id, shifted)
+
+
+def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    """The encoder's output from an output object, a mapping, a tuple (last hidden state, [hidden states,
+    [attentions]]) or a bare array."""
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, Mapping):
+        return BaseModelOutput(**encoder_outputs)
+    if not isinstance(encoder_outputs, (tuple, list)):
+        encoder_outputs = (encoder_outputs,)
+    if not 1 <= len(encoder_outputs) <= 3:
+        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
+                         "[hidden_states, [attentions]])")
+    return BaseModelOutput(*encoder_outputs)
+
+
+def _check_same_batch(batch: int, encoder_hidden_states: Array) -> None:
+    encoder_batch = np.shape(encoder_hidden_states)[0]
+    if encoder_batch != batch:
+        raise ValueError(f"the encoder output has batch size {encoder_batch} but the decoder input has batch size "
+                         f"{batch}; they must be equal")
+
+
+def _clamp_float16(hidden_states: Array) -> Array:
+    """As transformers' encoder layer: float16 overflow (inf) is clamped to the largest finite values."""
+    if hidden_states.dtype != jnp.float16:
+        return hidden_states
+    limit = float(np.finfo(np.float16).max) - 1000
+    overflow = jnp.any(~jnp.isfinite(hidden_states))
+    return jnp.where(overflow, jnp.clip(hidden_states, -limit, limit), hidden_states)
+
+
+def _tuple_if(flag: bool, values: list) -> tuple | None:
+    return tuple(values) if flag else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Blocks
+
+
+class _Block(nn.Module):
+    """Fields every BART block carries."""
+
+    config: BartConfig
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def _dense(self, features: int, use_bias: bool = True):
+        return dense(features, self.config.init_std, self.dtype, self.param_dtype, use_bias=use_bias)
+
+    def _layer_norm(self):
+        return layer_norm(LAYER_NORM_EPS, self.dtype, self.param_dtype)
+
+    def _embed(self, count: int):
+        return Embed(count, self.config.d_model, self.config.init_std, self.dtype, self.param_dtype)
+
+    def _attention(self, heads: int):
+        c = self.config
+        return ProjectedAttention(c.d_model, heads, c.init_std, c.attention_dropout, dtype=self.dtype,
+                                  param_dtype=self.param_dtype)
+
+    def _layer_drop(self, rate: float, deterministic: bool, before: Array, after: Array) -> Array:
+        """LayerDrop: while training, a layer's output is replaced by its input with probability ``rate``."""
+        if deterministic or rate == 0.0:
+            return after
+        return jnp.where(jax.random.uniform(self.make_rng("dropout")) < rate, before, after)
+
+
+class _FlaxBartLayer(_Block):
+    """What encoder and decoder layers share: self-attention, the feed-forward block, post-norm residuals."""
+
+    def _add_blocks(self, heads: int, ffn_dim: int) -> None:
+        c = self.config
+        self.self_attn = self._attention(heads)
+        self.self_attn_layer_norm = self._layer_norm()
+        self.fc1 = self._dense(ffn_dim)
+        self.fc2 = self._dense(c.d_model)
+        self.final_layer_norm = self._layer_norm()
+        self.dropout = nn.Dropout(c.dropout)
+        self.activation_dropout = nn.Dropout(c.activation_dropout)
+
+    def _add_and_norm(self, hidden_states, residual, norm, deterministic: bool):
+        return norm(residual + self.dropout(hidden_states, deterministic=deterministic))
+
+    def _feed_forward(self, hidden_states, deterministic: bool):
+        x = activation(self.config.activation_function)(self.fc1(hidden_states))
+        x = self.fc2(self.activation_dropout(x, deterministic=deterministic))
+        return self._add_and_norm(x, hidden_states, self.final_layer_norm, deterministic)
+
+
+class FlaxBartEncoderLayer(_FlaxBartLayer):
+    def setup(self):
+        self._add_blocks(self.config.encoder_attention_heads, self.config.encoder_ffn_dim)
+
+    def __call__(self, hidden_states, bias, head_mask, deterministic: bool, output_attentions: bool):
+        """Returns (output, self-attention probabilities or None)."""
+        attended, probs, _ = self.self_attn(hidden_states, bias, head_mask, deterministic=deterministic,
+                                            output_attentions=output_attentions)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, deterministic)
+        return _clamp_float16(self._feed_forward(hidden_states, deterministic)), probs
+
+
+class FlaxBartDecoderLayer(_FlaxBartLayer):
+    def setup(self):
+        heads = self.config.decoder_attention_heads
+        self._add_blocks(heads, self.config.decoder_ffn_dim)
+        self.encoder_attn = self._attention(heads)
+        self.encoder_attn_layer_norm = self._layer_norm()
+
+    def __call__(self, hidden_states, bias, encoder_hidden_states, encoder_bias, head_mask, cross_head_mask,
+                 past: tuple | None, cache_index, deterministic: bool, output_attentions: bool):
+        """Returns (output, self-attention probs, cross-attention probs or None, this layer's cache entry).
+
+        ``past``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        """
+        self_past = tuple(past[:2]) if past is not None else None
+        attended, self_probs, cache = self.self_attn(hidden_states, bias, head_mask, None, self_past, cache_index,
+                                                     deterministic, output_attentions)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, deterministic)
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            cross_past = tuple(past[2:]) if past is not None and len(past) == 4 else None
+            attended, cross_probs, cross_cache = self.encoder_attn(
+                hidden_states, encoder_bias, cross_head_mask, encoder_hidden_states, cross_past, None, deterministic,
+                output_attentions)
+            hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm, deterministic)
+            # A StaticCache keeps its structure from step to step: cross entries only where it had them.
+            if cache_index is None or cross_past is not None:
+                cache = cache + cross_cache
+        return self._feed_forward(hidden_states, deterministic), self_probs, cross_probs, cache
+
+
+class FlaxBartLayers(_Block):
+    """A stack's ``layers`` list: children named "0", "1", ..., as PyTorch's ModuleList."""
+
+    decoder: bool = False
+
+    def setup(self):
+        c = self.config
+        layer, count = (FlaxBartDecoderLayer, c.decoder_layers) if self.decoder else (FlaxBartEncoderLayer,
+                                                                                       c.encoder_layers)
+        self.layers = [layer(c, self.dtype, self.param_dtype, name=str(i)) for i in range(count)]
+
+    def __call__(self, index: int, *args):
+        return self.layers[index](*args)
+
+    def cross_key_value(self, index: int, encoder_hidden_states: Array) -> tuple[Array, Array]:
+        """Layer ``index``'s cross-attention keys and values of the encoder output (decoder layers)."""
+        return self.layers[index].encoder_attn.project_key_value(encoder_hidden_states)
+
+
+class _FlaxBartStack(_Block):
+    """Token and learned position embeddings, ``layernorm_embedding`` and dropout, then the layers.
+
+    ``shared``: the model's token table, which then has one path (``model.shared``); None: the stack owns
+    ``embed_tokens``.
+    """
+
+    shared: Embed | None = None
+
+    def _add_blocks(self, decoder: bool) -> None:
+        c = self.config
+        self.embed_tokens = self.shared if self.shared is not None else self._embed(c.vocab_size)
+        self.embed_positions = self._embed(c.max_position_embeddings + POSITION_OFFSET)
+        self.layers = FlaxBartLayers(c, self.dtype, self.param_dtype, decoder=decoder)
+        self.layernorm_embedding = self._layer_norm()
+        self.dropout = nn.Dropout(c.dropout)
+
+    def _embed_inputs(self, input_ids, inputs_embeds, seq: int, past_length, ids_name: str, deterministic: bool):
+        """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized."""
+        c = self.config
+        if inputs_embeds is None:
+            values = concrete(input_ids)
+            if values is not None:
+                check_token_ids(values, c.vocab_size, ids_name)
+            scale = math.sqrt(c.d_model) if c.scale_embedding else 1.0
+            inputs_embeds = self.embed_tokens(input_ids) * scale
+        positions = self.embed_positions(jnp.arange(seq) + past_length + POSITION_OFFSET)
+        hidden_states = self.layernorm_embedding(jnp.asarray(inputs_embeds, self.dtype) + positions)
+        return self.dropout(hidden_states, deterministic=deterministic)
+
+
+class FlaxBartEncoder(_FlaxBartStack):
+    def setup(self):
+        self._add_blocks(decoder=False)
+
+    def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
+                 output_attentions: bool = False, output_hidden_states: bool = False, deterministic: bool = True):
+        c = self.config
+        batch, seq = input_shape(input_ids, inputs_embeds)
+        check_sequence_length(seq, c.max_position_embeddings)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, 0, "input_ids", deterministic)
+        bias = None
+        if attention_mask is not None:
+            bias = attention_bias(attention_mask, batch, seq, seq, causal=False, dtype=hidden_states.dtype)
+        head_masks = layer_head_masks(head_mask, c.encoder_layers, c.encoder_attention_heads)
+        all_hidden, all_attentions = [], []
+        for i in range(c.encoder_layers):
+            all_hidden.append(hidden_states)
+            output, probs = self.layers(i, hidden_states, bias, head_masks[i], deterministic, output_attentions)
+            hidden_states = self._layer_drop(c.encoder_layerdrop, deterministic, hidden_states, output)
+            all_attentions.append(probs)
+        all_hidden.append(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=_tuple_if(output_hidden_states, all_hidden),
+                               attentions=_tuple_if(output_attentions, all_attentions))
+
+
+class FlaxBartDecoder(_FlaxBartStack):
+    """The causal stack with cross-attention. ``input_prefix`` "decoder_": its inputs are the seq2seq model's
+    ``decoder_input_ids``, ``decoder_attention_mask``, ... (named so in errors); "": BartForCausalLM's own."""
+
+    input_prefix: str = "decoder_"
+
+    def setup(self):
+        self._add_blocks(decoder=True)
+
+    def __call__(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                 head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None,
+                 use_cache: bool = False, output_attentions: bool = False, output_hidden_states: bool = False,
+                 deterministic: bool = True):
+        c, prefix = self.config, self.input_prefix
+        batch, seq = input_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
+        static = isinstance(past_key_values, StaticCache)
+        past_layers = self._past_layers(past_key_values)
+        if static:
+            # init_cache checked max_length against the positions; each write checks the room left.
+            past_length, use_cache = past_key_values.index, True
+        else:
+            past_length = past_layers[0][0].shape[2] if past_layers is not None else 0
+            check_sequence_length(seq + past_length, c.max_position_embeddings)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, past_length, f"{prefix}input_ids",
+                                           deterministic)
+        dtype = hidden_states.dtype
+        bias = self._self_attention_bias(attention_mask, past_key_values, batch, seq, past_length, dtype)
+        encoder_bias = None
+        if encoder_hidden_states is not None:
+            _check_same_batch(batch, encoder_hidden_states)
+            encoder_hidden_states = jnp.asarray(encoder_hidden_states, dtype)
+            if encoder_attention_mask is not None:
+                encoder_bias = attention_bias(
+                    encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1], causal=False, dtype=dtype,
+                    name="attention_mask" if prefix else "encoder_attention_mask")
+        layers, heads = c.decoder_layers, c.decoder_attention_heads
+        head_masks = layer_head_masks(head_mask, layers, heads, f"{prefix}head_mask")
+        cross_head_masks = layer_head_masks(cross_attn_head_mask, layers, heads, "cross_attn_head_mask")
+
+        all_hidden, all_self, all_cross, cache = [], [], [], []
+        for i in range(layers):
+            all_hidden.append(hidden_states)
+            output, self_probs, cross_probs, layer_cache = self.layers(
+                i, hidden_states, bias, encoder_hidden_states, encoder_bias, head_masks[i], cross_head_masks[i],
+                past_layers[i] if past_layers is not None else None, past_length if static else None, deterministic,
+                output_attentions)
+            hidden_states = self._layer_drop(c.decoder_layerdrop, deterministic, hidden_states, output)
+            all_self.append(self_probs)
+            all_cross.append(cross_probs)
+            cache.append(layer_cache)
+        all_hidden.append(hidden_states)
+        if use_cache:
+            cache = StaticCache(tuple(cache), past_length + seq) if static else tuple(cache)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=cache if use_cache else None,
+            hidden_states=_tuple_if(output_hidden_states, all_hidden), attentions=_tuple_if(output_attentions, all_self),
+            cross_attentions=_tuple_if(output_attentions and encoder_hidden_states is not None, all_cross),
+        )
+
+    def _past_layers(self, past_key_values) -> tuple | None:
+        """The per-layer entries of a dynamic cache or a StaticCache, checked for structure."""
+        if past_key_values is None:
+            return None
+        layers = past_key_values.layers if isinstance(past_key_values, StaticCache) else past_key_values
+        count = self.config.decoder_layers
+        if len(layers) != count or any(len(entry) not in (2, 4) for entry in layers):
+            raise ValueError(f"past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
+                             f"layer ({count}), each [batch, heads, seq, head_dim]")
+        return tuple(layers)
+
+    def _self_attention_bias(self, attention_mask, past_key_values, batch, seq, past_length, dtype):
+        """The additive causal mask [batch, 1, seq, keys]: keys are the cached ones and the new ones, or, with a
+        StaticCache, all its slots (``attention_mask`` must then cover them all)."""
+        if isinstance(past_key_values, StaticCache):
+            keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch)
+            return additive_mask(keep, dtype)
+        name = f"{self.input_prefix}attention_mask"
+        if attention_mask is not None:
+            check_rank(name, np.shape(attention_mask), 2, "batch, past + sequence length")
+        return attention_bias(attention_mask, batch, seq, past_length + seq, causal=True, dtype=dtype, name=name)
+
+    def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
+        c = self.config
+        if max_length > c.max_position_embeddings:
+            raise ValueError(f"a cache of {max_length} slots exceeds the {c.max_position_embeddings} positions the "
+                             f"model allows (max_position_embeddings)")
+        cross = None
+        if encoder_hidden_states is not None:
+            _check_same_batch(batch_size, encoder_hidden_states)
+            source = jnp.asarray(encoder_hidden_states, self.dtype)
+            cross = [self.layers.cross_key_value(i, source) for i in range(c.decoder_layers)]
+        heads = c.decoder_attention_heads
+        return new_static_cache(c.decoder_layers, batch_size, heads, max_length, c.d_model // heads, self.dtype,
+                                cross)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The encoder-decoder and its heads
+
+
+class FlaxBartModule(_Block):
+    """``shared`` embeddings, ``encoder`` and ``decoder``: returns the decoder's last hidden state (and the
+    encoder's)."""
+
+    extra_inputs = ("past_key_values",)  # class constant: optional inputs beyond the common ones
+
+    def setup(self):
+        self.shared = self._embed(self.config.vocab_size)
+        self.encoder = FlaxBartEncoder(self.config, self.dtype, self.param_dtype, self.shared)
+        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, self.shared)
+
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                 past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None, use_cache=None,
+                 output_attentions=None, output_hidden_states=None, deterministic: bool = True):
+        c = self.config
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            # BART's denoising default: the decoder reads the input shifted right.
+            if input_ids is None:
+                raise ValueError("give decoder_input_ids or decoder_inputs_embeds, or input_ids to build them from")
+            decoder_input_ids = shift_tokens_right(input_ids, c.pad_token_id, c.decoder_start_token_id)
+        output_attentions = c.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
+                                           output_hidden_states, deterministic)
+        else:
+            encoder_outputs = _as_encoder_output(encoder_outputs)
+        decoded = self.decoder(
+            decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
+            decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
+            c.use_cache if use_cache is None else use_cache, output_attentions, output_hidden_states, deterministic,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoded.last_hidden_state,
+            past_key_values=decoded.past_key_values,
+            decoder_hidden_states=decoded.hidden_states,
+            decoder_attentions=decoded.attentions,
+            cross_attentions=decoded.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+_SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+                   "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
+
+
+def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
+    return {name: getattr(outputs, name) for name in _SEQ2SEQ_FIELDS}
+
+
+class _LanguageModelHead(_Block):
+    """Vocabulary logits: the token table transposed when tied, else an ``lm_head`` Dense without bias."""
+
+    def _add_lm_head(self) -> None:
+        if not self.config.tie_word_embeddings:
+            self.lm_head = self._dense(self.config.vocab_size, use_bias=False)
+
+    def _lm_logits(self, hidden_states, token_table):
+        if self.config.tie_word_embeddings:
+            return hidden_states @ token_table.T.astype(self.dtype)
+        return self.lm_head(hidden_states)
+
+
+class FlaxBartForConditionalGenerationModule(_LanguageModelHead):
+    extra_inputs = ("labels", "past_key_values")
+
+    def setup(self):
+        c = self.config
+        self.model = FlaxBartModule(c, self.dtype, self.param_dtype)
+        self.final_logits_bias = self.param("final_logits_bias", jax.nn.initializers.zeros, (1, c.vocab_size),
+                                            self.param_dtype)
+        self._add_lm_head()
+
+    def __call__(self, labels=None, **inputs):
+        c = self.config
+        if labels is not None:
+            inputs["use_cache"] = False  # as transformers: training on labels returns no cache
+            if inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
+                inputs["decoder_input_ids"] = shift_tokens_right(labels, c.pad_token_id, c.decoder_start_token_id,
+                                                                 "labels")
+        outputs = self.model(**inputs)
+        logits = self._lm_logits(outputs.last_hidden_state, self.model.shared.embedding)
+        logits = logits + self.final_logits_bias.astype(self.dtype)
+        return Seq2SeqLMOutput(loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
+                               **_seq2seq_fields(outputs))
+
+
+class FlaxBartClassificationHead(_Block):
+    """dropout, dense, tanh, dropout, out_proj: classifies the pooled <eos> representation."""
+
+    def setup(self):
+        c = self.config
+        self.dense = self._dense(c.d_model)
+        self.dropout = nn.Dropout(c.classifier_dropout or 0.0)
+        self.out_proj = self._dense(c.num_labels)
+
+    def __call__(self, features, deterministic: bool):
+        x = jnp.tanh(self.dense(self.dropout(features, deterministic=deterministic)))
+        return self.out_proj(self.dropout(x, deterministic=deterministic))
+
+
+def _last_eos_states(input_ids, hidden_states, eos_token_id: int) -> Array:
+    """The hidden state at the last <eos> of each row [batch, hidden]; every row must hold as many <eos>
+    (checked when the ids are known now)."""
+    length = np.shape(input_ids)[1]
+    if hidden_states.shape[1] != length:
+        raise ValueError(f"the decoder sequence ({hidden_states.shape[1]}) must be as long as input_ids ({length}): "
+                         f"the <eos> positions of input_ids select the decoder states")
+    values = concrete(input_ids)
+    if values is not None:
+        counts = np.sum(values == eos_token_id, axis=1)
+        if len(np.unique(counts)) > 1:
+            raise ValueError("All examples must have the same number of <eos> tokens.")
+        if counts.size and counts[0] == 0:
+            raise ValueError(f"input_ids hold no <eos> token (id {eos_token_id}) to classify from")
+    eos = jnp.asarray(input_ids) == eos_token_id
+    last = length - 1 - jnp.argmax(eos[:, ::-1], axis=1)
+    return jnp.take_along_axis(hidden_states, last[:, None, None], axis=1)[:, 0]
+
+
+class FlaxBartForSequenceClassificationModule(_Block):
+    """Classifies from the decoder's hidden state at the last <eos> token of each row (the encoder's input)."""
+
+    extra_inputs = ("labels",)
+
+    def setup(self):
+        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype)
+        self.classification_head = FlaxBartClassificationHead(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, **inputs):
+        if labels is not None:
+            inputs["use_cache"] = False
+        input_ids = inputs.get("input_ids")
+        if input_ids is None and inputs.get("inputs_embeds") is not None:
+            raise NotImplementedError(
+                "FlaxBartForSequenceClassification pools at the <eos> tokens of input_ids: pass input_ids, not "
+                "inputs_embeds")
+        outputs = self.model(**inputs)
+        pooled = _last_eos_states(input_ids, outputs.last_hidden_state, self.config.eos_token_id)
+        logits = self.classification_head(pooled, inputs.get("deterministic", True))
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+
+
+class FlaxBartForQuestionAnsweringModule(_Block):
+    """Extractive QA: start and end logits per decoder position."""
+
+    extra_inputs = ("start_positions", "end_positions")
+
+    def setup(self):
+        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype)
+        self.qa_outputs = self._dense(self.config.num_labels)
+
+    def __call__(self, start_positions=None, end_positions=None, **inputs):
+        has_positions = start_positions is not None and end_positions is not None
+        if has_positions:
+            inputs["use_cache"] = False
+        outputs = self.model(**inputs)
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions) if has_positions else None
+        return Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                                   **_seq2seq_fields(outputs))
+
+
+class FlaxBartDecoderWrapper(_Block):
+    """Holds the decoder as ``model.decoder``, so a BartForCausalLM's weights keep the encoder-decoder's names."""
+
+    def setup(self):
+        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, input_prefix="")
+
+    def __call__(self, **inputs):
+        return self.decoder(**inputs)
+
+
+class FlaxBartForCausalLMModule(_LanguageModelHead):
+    """The decoder alone as a language model (cross-attention when ``encoder_hidden_states`` are given).
+
+    As in transformers, the loss compares logits and labels at the same position: pass labels already shifted.
+    """
+
+    def setup(self):
+        self.model = FlaxBartDecoderWrapper(self.config, self.dtype, self.param_dtype)
+        self._add_lm_head()
+
+    def __call__(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                 head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, labels=None,
+                 use_cache=None, output_attentions=None, output_hidden_states=None, deterministic: bool = True):
+        c = self.config
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, head_mask=head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            use_cache=c.use_cache if use_cache is None else use_cache,
+            output_attentions=c.output_attentions if output_attentions is None else output_attentions,
+            output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            deterministic=deterministic,
+        )
+        logits = self._lm_logits(outputs.last_hidden_state, self.model.decoder.embed_tokens.embedding)
+        return CausalLMOutputWithCrossAttentions(
+            loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
+            past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
+        )
+
+
+def _decoder_of(module: nn.Module) -> FlaxBartDecoder:
+    return (module if isinstance(module, FlaxBartModule) else module.model).decoder
+
+
+def _encoder_of(module: nn.Module) -> FlaxBartEncoder:
+    return (module if isinstance(module, FlaxBartModule) else module.model).encoder
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model objects
+
+
+class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
+    """Base of the BART model objects: params, config, from_pretrained / save_pretrained, the call, ``encode``
+    and ``init_cache``."""
+
+    config_class = BartConfig
+    base_model_prefix = "model"
+    module_class: type[nn.Module] = FlaxBartModule
+
+    def __init__(self, config: BartConfig, input_shape: tuple[int, int] | None = None, seed: int = 0,
+                 dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, _do_init: bool = True):
+        self.adapt_config(config)
+        module = self.module_class(config, jnp.dtype(dtype), jnp.dtype(param_dtype))
+        super().__init__(config, module, input_shape=input_shape or (1, 1), seed=seed, dtype=dtype,
+                         param_dtype=param_dtype, _do_init=_do_init)
+
+    @staticmethod
+    def adapt_config(config: BartConfig) -> None:
+        """What a head sets on its config, as transformers' constructors do."""
+
+    def weights_spec(self):
+        return weights_spec(self.config)
+
+    def initializer_std(self) -> float:
+        return self.config.init_std
+
+    def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"input_ids": jnp.zeros(input_shape, jnp.int32)}
+
+    def _optional_inputs(self, **inputs) -> dict[str, Any]:
+        """The optional inputs given, refusing those this model does not take."""
+        given = {name: value for name, value in inputs.items() if value is not None}
+        unknown = sorted(set(given) - set(self.module_class.extra_inputs))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes no {', '.join(unknown)}")
+        return given
+
+    def __call__(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        *,
+        head_mask=None,
+        decoder_head_mask=None,
+        cross_attn_head_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        start_positions=None,
+        end_positions=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        params=None,
+        dropout_rng=None,
+        train: bool = False,
+    ):
+        """Run the model; a pure function of ``params`` (default: ``self.params``).
+
+        ``train=True`` enables dropout and needs ``dropout_rng``. ``past_key_values``: the dynamic cache (a tuple
+        over decoder layers of (key, value, cross_key, cross_value), each [batch, heads, seq, head_dim]) or a
+        ``StaticCache`` from ``init_cache`` (then ``decoder_attention_mask`` covers all its slots). Heads compute
+        the loss from ``labels`` (question answering: ``start_positions`` and ``end_positions``) as transformers.
+        """
+        optional = self._optional_inputs(labels=labels, start_positions=start_positions, end_positions=end_positions,
+                                         past_key_values=past_key_values)
+        return self.apply_module(
+            params, dropout_rng, train, return_dict, input_ids=input_ids, attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask, head_mask=head_mask,
+            decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
+            encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            **optional,
+        )
+
+    def encode(self, input_ids=None, attention_mask=None, *, head_mask=None, inputs_embeds=None,
+               output_attentions=None, output_hidden_states=None, return_dict=None, params=None, dropout_rng=None,
+               train: bool = False):
+        """The encoder alone (a ``BaseModelOutput``), e.g. once before decoding with ``encoder_outputs``."""
+        c = self.config
+
+        def run(module, deterministic, **inputs):
+            return _encoder_of(module)(**inputs, deterministic=deterministic)
+
+        return self.apply_module(
+            params, dropout_rng, train, return_dict, method=run, input_ids=input_ids, attention_mask=attention_mask,
+            head_mask=head_mask, inputs_embeds=inputs_embeds,
+            output_attentions=c.output_attentions if output_attentions is None else output_attentions,
+            output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        )
+
+    def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None, *, params=None) -> StaticCache:
+        """A StaticCache for compiled generation: ``max_length`` zero slots per decoder layer and index 0.
+
+        With ``encoder_outputs`` (an output, a tuple or the encoder's last hidden state) each layer's
+        cross-attention keys and values are computed once and stored as its 3rd and 4th entries. Pass the cache
+        as ``past_key_values`` with a (decoder) attention mask over all ``max_length`` slots; each call writes at
+        the cache's index and returns it advanced.
+        """
+        source = None
+        if encoder_outputs is not None:
+            source = _as_encoder_output(encoder_outputs).last_hidden_state
+        return self.module.apply({"params": self._require_params(params)}, batch_size, max_length, source,
+                                 method=lambda module, *args: _decoder_of(module).init_cache(*args))
+
+
+class FlaxBartModel(FlaxBartPreTrainedModel):
+    module_class = FlaxBartModule
+
+
+class FlaxBartForConditionalGeneration(FlaxBartPreTrainedModel):
+    """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
+
+    module_class = FlaxBartForConditionalGenerationModule
+
+
+class FlaxBartForSequenceClassification(FlaxBartPreTrainedModel):
+    module_class = FlaxBartForSequenceClassificationModule
+
+
+class FlaxBartForQuestionAnswering(FlaxBartPreTrainedModel):
+    module_class = FlaxBartForQuestionAnsweringModule
+
+    @staticmethod
+    def adapt_config(config: BartConfig) -> None:
+        config.num_labels = 2  # QA has exactly a start and an end score
+
+
+class FlaxBartForCausalLM(FlaxBartPreTrainedModel):
+    """The decoder alone as a language model; ``encoder_hidden_states`` add cross-attention."""
+
+    module_class = FlaxBartForCausalLMModule
+
+    @staticmethod
+    def adapt_config(config: BartConfig) -> None:
+        config.is_decoder = True
+        config.is_encoder_decoder = False
+
+    def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        # Encoder states too, so the cross-attention weights exist.
+        states = jnp.zeros(tuple(input_shape) + (self.config.d_model,), self.dtype)
+        return {"input_ids": jnp.zeros(input_shape, jnp.int32), "encoder_hidden_states": states}
+
+    def __call__(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        *,
+        head_mask=None,
+        cross_attn_head_mask=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        params=None,
+        dropout_rng=None,
+        train: bool = False,
+    ):
+        """Run the decoder; ``past_key_values`` a dynamic cache or a ``StaticCache`` from ``init_cache`` (then
+        ``attention_mask`` covers all its slots); the loss compares logits and ``labels`` position by position."""
+        return self.apply_module(
+            params, dropout_rng, train, return_dict, input_ids=input_ids, attention_mask=attention_mask,
+            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            head_mask=head_mask, cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+
+    def encode(self, *args, **kwargs):
+        raise TypeError("FlaxBartForCausalLM has no encoder: pass encoder_hidden_states to the call")
