@@ -16,7 +16,6 @@ Linen modules (``Flax...Module`` and the blocks) compute; the public classes are
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -51,6 +50,7 @@ from ..common.outputs import (
     Seq2SeqModelOutput,
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
+    as_encoder_output,
 )
 from ..common.validation import check_rank, check_sequence_length, check_token_ids
 from .config import BartConfig
@@ -74,21 +74,6 @@ def shift_tokens_right(input_ids: Array, pad_token_id: int | None, decoder_start
     start = jnp.full((input_ids.shape[0], 1), decoder_start_token_id, input_ids.dtype)
     shifted = jnp.concatenate([start, input_ids[:, :-1]], axis=1)
     return jnp.where(shifted == -100, pad_token_id, shifted)
-
-
-def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
-    """The encoder's output from an output object, a mapping, a tuple (last hidden state, [hidden states,
-    [attentions]]) or a bare array."""
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, Mapping):
-        return BaseModelOutput(**encoder_outputs)
-    if not isinstance(encoder_outputs, (tuple, list)):
-        encoder_outputs = (encoder_outputs,)
-    if not 1 <= len(encoder_outputs) <= 3:
-        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
-                         "[hidden_states, [attentions]])")
-    return BaseModelOutput(*encoder_outputs)
 
 
 def _check_same_batch(batch: int, encoder_hidden_states: Array) -> None:
@@ -409,7 +394,7 @@ class FlaxBartModule(_Block):
             encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                                            output_hidden_states, deterministic)
         else:
-            encoder_outputs = _as_encoder_output(encoder_outputs)
+            encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
             decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
             decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
@@ -708,7 +693,7 @@ class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
         """
         source = None
         if encoder_outputs is not None:
-            source = _as_encoder_output(encoder_outputs).last_hidden_state
+            source = as_encoder_output(encoder_outputs).last_hidden_state
         return self.module.apply({"params": self._require_params(params)}, batch_size, max_length, source,
                                  method=lambda module, *args: _decoder_of(module).init_cache(*args))
 

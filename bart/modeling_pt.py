@@ -42,6 +42,7 @@ from ..common.outputs import (
     Seq2SeqModelOutput,
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
+    as_encoder_output,
 )
 from ..common.validation import check_rank, check_sequence_length, check_shape
 from .config import BartConfig
@@ -351,7 +352,7 @@ class BartModel(BartPreTrainedModel):
             encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
                                            output_hidden_states)
         elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = _as_encoder_output(encoder_outputs)
+            encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
             decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
             decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
@@ -368,18 +369,6 @@ class BartModel(BartPreTrainedModel):
             encoder_attentions=encoder_outputs.attentions,
         )
         return self.returned(out, return_dict)
-
-
-def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
-    """``encoder_outputs`` given as a tuple (last hidden state[, hidden states[, attentions]]) or a mapping."""
-    if isinstance(encoder_outputs, Mapping):
-        return BaseModelOutput(**encoder_outputs)
-    if isinstance(encoder_outputs, torch.Tensor):
-        encoder_outputs = (encoder_outputs,)
-    if not isinstance(encoder_outputs, (tuple, list)) or not 1 <= len(encoder_outputs) <= 3:
-        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
-                         "[hidden_states, [attentions]])")
-    return BaseModelOutput(*encoder_outputs)
 
 
 # The encoder-decoder heads' shared arguments, passed through to BartModel.

@@ -46,6 +46,7 @@ from ..common.outputs import (
     Seq2SeqModelOutput,
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
+    as_encoder_output,
 )
 from ..common.validation import check_rank
 from .config import BartConfig
@@ -411,23 +412,8 @@ class TFBartPreTrainedModel(TFPreTrainedModel):
         """
         encoder_hidden_states = None
         if encoder_outputs is not None:
-            encoder_hidden_states = tf.convert_to_tensor(_as_encoder_output(encoder_outputs).last_hidden_state)
+            encoder_hidden_states = tf.convert_to_tensor(as_encoder_output(encoder_outputs).last_hidden_state)
         return self.get_decoder().init_cache(batch_size, max_length, encoder_hidden_states)
-
-
-def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
-    """The encoder's output from an output object, a tuple (last hidden state, [hidden states, [attentions]])
-    or a bare tensor."""
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, dict):
-        return BaseModelOutput(**encoder_outputs)
-    if not isinstance(encoder_outputs, (tuple, list)):
-        encoder_outputs = (encoder_outputs,)
-    if not 1 <= len(encoder_outputs) <= 3:
-        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
-                         "[hidden_states, [attentions]])")
-    return BaseModelOutput(*encoder_outputs)
 
 
 class TFBartModel(TFBartPreTrainedModel):
@@ -461,7 +447,7 @@ class TFBartModel(TFBartPreTrainedModel):
                 output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training,
             )
         else:
-            encoder_outputs = _as_encoder_output(encoder_outputs)
+            encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
             decoder_input_ids, attention_mask=decoder_attention_mask,
             encoder_hidden_states=tf.convert_to_tensor(encoder_outputs.last_hidden_state),

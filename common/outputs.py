@@ -8,7 +8,7 @@ transformers. The values are whatever tensors the framework produced.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -213,3 +213,18 @@ class Seq2SeqQuestionAnsweringModelOutput(ModelOutput):
     encoder_last_hidden_state: Any = None
     encoder_hidden_states: Any = None
     encoder_attentions: Any = None
+
+
+def as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    """The encoder's output given as an output object, a mapping, a tuple (last hidden state, [hidden states,
+    [attentions]]) or a bare tensor of any framework, as transformers accepts ``encoder_outputs``."""
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, Mapping):
+        return BaseModelOutput(**encoder_outputs)
+    if not isinstance(encoder_outputs, (tuple, list)):
+        encoder_outputs = (encoder_outputs,)
+    if not 1 <= len(encoder_outputs) <= 3:
+        raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
+                         "[hidden_states, [attentions]])")
+    return BaseModelOutput(*encoder_outputs)
