@@ -33,7 +33,6 @@ from ..common.layers_flax import (
     concrete,
     cross_entropy,
     dense,
-    input_shape,
     layer_head_masks,
     layer_norm,
     new_static_cache,
@@ -52,7 +51,7 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_token_ids
+from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
 from .config import BartConfig
 from .weights import weights_spec
 

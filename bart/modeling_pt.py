@@ -24,7 +24,6 @@ from ..common.layers_pt import (
     check_ids,
     from_numpy,
     head_mask_per_layer,
-    input_shape,
     layer_dropped,
     padding_keep_mask,
     sequence_classification_loss,
@@ -44,7 +43,7 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape
+from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
 from .config import BartConfig
 from .weights import weights_spec
 

@@ -18,7 +18,7 @@ import numpy as np
 from .activations import ACTIVATIONS
 from .cache import StaticCache
 from .outputs import OUTPUT_CLASSES
-from .validation import check_index_range, check_rank, check_shape
+from .validation import check_index_range, check_shape
 
 Array = Any
 Dtype = Any
@@ -485,17 +485,3 @@ class ProjectedAttention(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Model plumbing
-
-
-def input_shape(ids: Array | None, embeds: Array | None, ids_name: str = "input_ids",
-                embeds_name: str = "inputs_embeds") -> tuple[int, int]:
-    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden]."""
-    if ids is not None and embeds is not None:
-        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
-    if ids is not None:
-        check_rank(ids_name, np.shape(ids), 2, "batch, sequence")
-        return tuple(np.shape(ids))
-    if embeds is not None:
-        check_rank(embeds_name, np.shape(embeds), 3, "batch, sequence, hidden")
-        return tuple(np.shape(embeds)[:2])
-    raise ValueError(f"give {ids_name} or {embeds_name}")

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import PretrainedConfig
-from .validation import check_index_range, check_rank, check_shape, check_token_ids
+from .validation import check_index_range, check_shape, check_token_ids
 
 # ----------------------------------------------------------------------------------------------------------------
 # Activations: one per name in common/activations.py.
@@ -301,19 +301,6 @@ def span_logits_and_loss(logits, start_positions=None, end_positions=None):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Model plumbing shared by the families' forward passes.
-
-
-def input_shape(ids, embeds, ids_name: str = "input_ids", embeds_name: str = "inputs_embeds") -> tuple[int, int]:
-    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden]."""
-    if ids is not None and embeds is not None:
-        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
-    if ids is not None:
-        check_rank(ids_name, ids.shape, 2, "batch, sequence")
-        return tuple(ids.shape)
-    if embeds is not None:
-        check_rank(embeds_name, embeds.shape, 3, "batch, sequence, hidden")
-        return tuple(embeds.shape[:2])
-    raise ValueError(f"give {ids_name} or {embeds_name}")
 
 
 def tuple_or_none(values):

@@ -51,3 +51,16 @@ def check_shape(name: str, shape: Sequence[int], expected: Sequence[int], meanin
 def check_rank(name: str, shape: Sequence[int], rank: int, meaning: str) -> None:
     if len(shape) != rank:
         raise ValueError(f"{name} must have {rank} dimensions ({meaning}), got shape {list(shape)}")
+
+
+def input_shape(ids, embeds, ids_name: str = "input_ids", embeds_name: str = "inputs_embeds") -> tuple[int, int]:
+    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden], any framework."""
+    if ids is not None and embeds is not None:
+        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
+    if ids is not None:
+        check_rank(ids_name, np.shape(ids), 2, "batch, sequence")
+        return tuple(np.shape(ids))
+    if embeds is not None:
+        check_rank(embeds_name, np.shape(embeds), 3, "batch, sequence, hidden")
+        return tuple(np.shape(embeds)[:2])
+    raise ValueError(f"give {ids_name} or {embeds_name}")

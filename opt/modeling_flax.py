@@ -42,7 +42,7 @@ from ..common.outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, check_token_ids
+from ..common.validation import check_rank, check_sequence_length, check_shape, check_token_ids, input_shape
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
 
@@ -160,7 +160,7 @@ class FlaxOPTDecoder(_Block):
                  inputs_embeds=None, use_cache=False, output_attentions=False, output_hidden_states=False,
                  position_ids=None, deterministic: bool = True):
         c = self.config
-        batch, seq = _input_shape(input_ids, inputs_embeds)
+        batch, seq = input_shape(input_ids, inputs_embeds)
         static = isinstance(past_key_values, StaticCache)
         if static:
             past_length, past_layers = past_key_values.index, past_key_values.layers
@@ -254,18 +254,6 @@ def _past_length(past_key_values, batch: int, num_layers: int) -> int:
         raise ValueError(f"past_key_values keys must have shape [batch={batch}, heads, past length, head_dim], "
                          f"got {list(shape)}")
     return shape[2]
-
-
-def _input_shape(input_ids, inputs_embeds) -> tuple[int, int]:
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("give either input_ids or inputs_embeds, not both")
-    if input_ids is not None:
-        check_rank("input_ids", np.shape(input_ids), 2, "batch, sequence")
-        return tuple(np.shape(input_ids))
-    if inputs_embeds is not None:
-        check_rank("inputs_embeds", np.shape(inputs_embeds), 3, "batch, sequence, word_embed_proj_dim")
-        return tuple(np.shape(inputs_embeds)[:2])
-    raise ValueError("give input_ids or inputs_embeds")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from ..common.layers_pt import (
     causal_lm_loss,
     check_ids,
     head_mask_per_layer,
-    input_shape,
     layer_dropped,
     sequence_classification_loss,
     span_logits_and_loss,
@@ -33,7 +32,7 @@ from ..common.outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape
+from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
 

@@ -41,7 +41,7 @@ from ..common.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..common.validation import check_rank, check_sequence_length, check_token_ids
+from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
 
@@ -317,7 +317,7 @@ class FlaxRobertaModule(_Block):
         output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
         use_cache = (c.use_cache if use_cache is None else use_cache) if c.is_decoder else False
 
-        batch, seq = _input_shape(input_ids, inputs_embeds)
+        batch, seq = input_shape(input_ids, inputs_embeds)
         past_length = self._past_length(past_key_values)
         if use_cache and past_key_values is None:
             past_key_values = self._empty_cache(batch)
@@ -361,18 +361,6 @@ class FlaxRobertaModule(_Block):
                 f"each [batch, heads, seq, head_dim]"
             )
         return past_key_values[0][0].shape[2]
-
-
-def _input_shape(input_ids, inputs_embeds) -> tuple[int, int]:
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("You cannot specify both input_ids and inputs_embeds at the same time")
-    if input_ids is not None:
-        check_rank("input_ids", np.shape(input_ids), 2, "[batch, sequence]")
-        return tuple(np.shape(input_ids))
-    if inputs_embeds is not None:
-        check_rank("inputs_embeds", np.shape(inputs_embeds), 3, "[batch, sequence, hidden]")
-        return tuple(np.shape(inputs_embeds)[:2])
-    raise ValueError("You have to specify either input_ids or inputs_embeds")
 
 
 # ---------------------------------------------------------------------------------------------------------------

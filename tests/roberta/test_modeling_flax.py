@@ -322,7 +322,7 @@ IDS = np.array([[0, 5, 6, 7, 2]])
     ({"input_ids": IDS, "position_ids": IDS + 16}, ValueError, r"position_ids holds 23, outside \[0, 20\)"),
     ({"input_ids": IDS, "token_type_ids": IDS}, ValueError, r"token_type_ids holds 7, outside \[0, 2\)"),
     ({"input_ids": IDS, "head_mask": np.ones(3)}, ValueError, r"head_mask has shape \[3\]"),
-    ({}, ValueError, "either input_ids or inputs_embeds"),
+    ({}, ValueError, "give input_ids or inputs_embeds"),
     ({"input_ids": IDS, "labels": IDS}, TypeError, "FlaxRobertaModel takes no labels"),
 ], ids=["id too large", "negative id", "too long", "mask shape", "mask rank", "ids rank", "position ids",
         "token types", "head mask", "no input", "labels on base model"])
