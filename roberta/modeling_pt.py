@@ -20,7 +20,6 @@ from ..common.layers_pt import (
     check_indices,
     eager_attention,
     head_mask_per_layer,
-    input_shape,
     merge_heads,
     padding_keep_mask,
     sdpa_attention,
@@ -41,7 +40,7 @@ from ..common.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..common.validation import check_rank, check_sequence_length
+from ..common.validation import check_rank, check_sequence_length, input_shape
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
 

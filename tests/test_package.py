@@ -80,3 +80,10 @@ def test_tf_classes_refuse_another_keras_backend():
     )
     assert result.returncode == 0, result.stderr
     assert "KERAS_BACKEND=tensorflow" in result.stdout
+
+
+@pytest.mark.parametrize("family", ["roberta", "bart", "opt"])
+def test_every_exported_name_resolves(family):
+    result = run_python(f"import rosettazoo.{family} as m\nfor name in m.__all__:\n    getattr(m, name)\nprint(len(m.__all__))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) > 0
