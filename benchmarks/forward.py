@@ -1,8 +1,9 @@
 """Time a roberta-base-sized encoder forward in our three frameworks and in transformers 4.57.6.
 
 12 layers x 768 hidden, batch 8, sequence 128, random weights; float32 and bfloat16, all in one run. Prints a
-table of median seconds and the ratio to our PyTorch model. TF runs under tf.function(jit_compile=True), Flax
-under jax.jit; PyTorch in eval mode under torch.inference_mode (as each framework's users would run it).
+table of median seconds (candidates timed round-robin) and the ratio to our PyTorch model. TF runs under
+tf.function(jit_compile=True), Flax under jax.jit; PyTorch in eval mode under torch.inference_mode (as each
+framework's users would run it).
 
     python benchmarks/forward.py [--repeats 10] [--batch 8] [--length 128]
 """
@@ -21,15 +22,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 
-def median_seconds(call, repeats: int) -> float:
-    call()  # warm-up: compilation and caches
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(calls: dict, repeats: int) -> dict:
+    """Median seconds of each call, timed round-robin so that drift in machine load touches all candidates alike."""
+    for call in calls.values():  # warm-up: compilation and caches
         call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        call()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def ours_pt(folder, dtype, ids, mask):
@@ -123,13 +127,15 @@ def main() -> None:
         torch.manual_seed(0)
         RobertaModel(RobertaConfig()).save_pretrained(folder)
         for dtype in ("float32", "bfloat16"):
-            times = {}
+            calls, times = {}, {}
             for name, make in CANDIDATES.items():
                 try:
-                    times[name] = median_seconds(make(folder, dtype, ids, mask), args.repeats)
+                    calls[name] = make(folder, dtype, ids, mask)
                 except Exception as err:  # a candidate that cannot run is reported, not hidden
                     times[name] = err
-            rows.append((dtype, times))
+            times.update(interleaved_medians(calls, args.repeats))
+            rows.append((dtype, {name: times[name] for name in CANDIDATES}))
+            calls.clear()
 
     print(f"roberta-base encoder forward, batch {args.batch} x {args.length}, median of {args.repeats} runs, "
           f"{torch.get_num_threads()} threads")
