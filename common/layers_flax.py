@@ -17,7 +17,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .cache import StaticCache
-from .outputs import OUTPUT_CLASSES
+from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
 from .validation import check_index_range, check_shape
 
 Array = Any
@@ -302,6 +302,16 @@ def span_logits_and_loss(logits: Array, start_positions: Array | None = None,
     if start_positions is not None and end_positions is not None:
         loss = span_loss(start_logits, end_logits, start_positions, end_positions)
     return start_logits, end_logits, loss
+
+
+def question_answering_output(logits: Array, outputs, start_positions: Array | None = None,
+                              end_positions: Array | None = None) -> QuestionAnsweringModelOutput:
+    """An encoder or decoder-only model's question-answering output from its head's [batch, seq, 2] logits."""
+    start_logits, end_logits, loss = span_logits_and_loss(logits, start_positions, end_positions)
+    return QuestionAnsweringModelOutput(
+        loss=loss, start_logits=start_logits, end_logits=end_logits,
+        hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

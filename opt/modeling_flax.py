@@ -31,15 +31,14 @@ from ..common.layers_flax import (
     layer_head_masks,
     layer_norm,
     new_static_cache,
+    question_answering_output,
     sequence_classification_loss,
-    span_logits_and_loss,
     static_cache_keep_mask,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel, flatten_params, unflatten_params
 from ..common.outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
-    QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import check_rank, check_sequence_length, check_shape, check_token_ids, input_shape
@@ -356,12 +355,8 @@ class FlaxOPTForQuestionAnsweringModule(_Head):
 
     def __call__(self, start_positions=None, end_positions=None, **inputs):
         outputs = self.model(**{**inputs, "use_cache": False})
-        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
-                                                              start_positions, end_positions)
-        return QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits,
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
+        return question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs,
+                                         start_positions, end_positions)
 
 
 # ---------------------------------------------------------------------------------------------------------------

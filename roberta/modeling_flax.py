@@ -28,8 +28,8 @@ from ..common.layers_flax import (
     dense,
     layer_head_masks,
     layer_norm,
+    question_answering_output,
     sequence_classification_loss,
-    span_logits_and_loss,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -37,7 +37,6 @@ from ..common.outputs import (
     CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -520,12 +519,8 @@ class FlaxRobertaForQuestionAnsweringModule(_Head):
 
     def __call__(self, start_positions=None, end_positions=None, **inputs):
         outputs = self.backbone(**inputs)
-        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
-                                                              start_positions, end_positions)
-        return QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits,
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
+        return question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs,
+                                         start_positions, end_positions)
 
 
 # ---------------------------------------------------------------------------------------------------------------
