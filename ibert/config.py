@@ -20,6 +20,7 @@ class IBertConfig(RobertaConfig):
     fields = {
         # classifier_dropout stays (RoBERTa's validation reads it) although I-BERT's heads use hidden_dropout_prob.
         **{name: field for name, field in RobertaConfig.fields.items() if name != "use_cache"},
+        "vocab_size": Field(int, 30522),  # transformers' IBertConfig default (BERT's), not roberta-base's
         "hidden_act": Field(str, "gelu"),
         "position_embedding_type": Field(str, "absolute"),
         "quant_mode": Field(bool, False),
