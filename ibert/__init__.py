@@ -5,7 +5,18 @@ Names resolve on first access: importing this package imports no framework.
 
 from ..common.lazy import exports_of, lazy_getattr
 
-_EXPORTS = exports_of({"config": ["IBertConfig"]})
+_HEADS = ["Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice",
+          "ForQuestionAnswering", "PreTrainedModel"]
+
+
+def _names(prefix: str) -> list[str]:
+    return [f"{prefix}IBert{head}" for head in _HEADS]
+
+
+_EXPORTS = exports_of({
+    "config": ["IBertConfig"],
+    "modeling_pt": _names(""),
+})
 
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

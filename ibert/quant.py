@@ -23,7 +23,8 @@ A backend provides: dtypes ``float32 float64 int8 int16 int32 int64``; ``cast(x,
 where floor_divide right_shift left_shift bitwise_and`` (Python numbers allowed as either operand),
 ``pow2(n, dtype=float32)`` (exactly 2**n, built from exponent bits); reductions ``sum max min`` with
 ``(x, axis=None, keepdims=False)``; ``frexp(x) -> (mantissa, exponent)``; ``int_matmul(a, b) -> int32`` for
-integer ``a [..., m, k]`` and ``b [..., k, n]``; ``matmul`` for floats.
+integer ``a [..., m, k]`` and ``b [..., k, n]``; ``matmul`` for floats; ``below_2_31(x)``, True only if the backend
+can tell that every |x| < 2**31 (a shortcut; False is always correct).
 """
 
 from __future__ import annotations
@@ -144,11 +145,32 @@ def dyadic(ops, numerator, denominator):
 def rounding_mul_shift(ops, x, m, e):
     """round_half_even(x * m / 2**e) for int64 ``x`` (|x| < 2**62), |m| <= 2**31 and ``e`` >= 0, exactly.
 
-    The product can pass 2**63, so it is formed as hi * 2**31 + lo from 31-bit halves of ``x``.
+    Both forms below are exact on their domain, so a backend may take the short one when it can tell that
+    |x| < 2**31 (``ops.below_2_31``, which may always say no) without changing a single result.
     """
     x, m, e = ops.cast(x, ops.int64), ops.cast(m, ops.int64), ops.cast(e, ops.int64)
     x = ops.where(m < 0, -x, x)  # a negative scale ratio (i-GELU's scale is negative) moves its sign to x
     m = ops.abs(m)
+    if ops.below_2_31(x):
+        return _rounding_shift(ops, x * m, e)
+    return _wide_rounding_mul_shift(ops, x, m, e)
+
+
+def _rounding_shift(ops, product, e):
+    """round_half_even(product / 2**e) for |product| < 2**62 and e >= 0 (so e > 62 gives 0).
+
+    Adding 2**(e-1) - 1, plus 1 when the floor quotient is odd, before the floor shift rounds ties to even.
+    """
+    shift = ops.clip(e, 1, 62)
+    odd = ops.bitwise_and(ops.right_shift(product, shift), 1)
+    below_half = ops.left_shift(ops.constant(1, ops.int64), shift - 1) - 1
+    rounded = ops.right_shift(product + below_half + odd, shift)
+    rounded = ops.where(e == 0, product, rounded)
+    return ops.where(e > 62, ops.constant(0, ops.int64), rounded)
+
+
+def _wide_rounding_mul_shift(ops, x, m, e):
+    """The product can pass 2**63, so it is formed as hi * 2**31 + lo from 31-bit halves of ``x``."""
     low = ops.constant(_LOW31, ops.int64)
     thirty_one = ops.constant(31, ops.int64)
     low_product = ops.bitwise_and(x, low) * m
@@ -181,11 +203,9 @@ def rounding_mul_shift(ops, x, m, e):
 def requantize(ops, x_int, x_scale, bits: int, out_scale, identity_int=None, identity_scale=None):
     """HF's FixedPointMul in integers: ``x_int * x_scale (+ identity)`` re-expressed in ``out_scale`` units,
     rounded half to even and clamped to ``bits`` bits. Returns int64."""
-    m, e = dyadic(ops, x_scale, out_scale)
-    out = rounding_mul_shift(ops, x_int, m, e)
+    out = rescale(ops, x_int, x_scale, out_scale)
     if identity_int is not None:
-        m_identity, e_identity = dyadic(ops, identity_scale, out_scale)
-        out = out + rounding_mul_shift(ops, identity_int, m_identity, e_identity)
+        out = out + rescale(ops, identity_int, identity_scale, out_scale)
     low, high = signed_range(bits)
     return ops.clip(out, low, high)
 
@@ -213,13 +233,27 @@ def fixed_point_mul(ops, pre_act, pre_act_scale, bits: int, out_scale, identity=
 
 # -- integer building blocks ----------------------------------------------------------------------------------
 
-def int_linear(ops, x_int, x_scale, weight_int, bias_int, weight_scale_):
-    """x_int [..., in] (int8) @ weight_int.T [in, out] (int8) in int32, plus the int32 bias, as int64 with the
-    scale weight_scale * x_scale [out]."""
+def int_linear(ops, x_int, x_scale, weight_int, bias_int, weight_scale_, declared_scale=None):
+    """x_int [..., in] (int8) @ weight_int.T [in, out] (int8), accumulated in int32, plus the bias (int64 out).
+
+    The bias is quantized to weight_scale * declared_scale, the input scale the layer was handed; when x_int holds
+    another scale (transformers hands every encoder layer the embeddings' scale, issue 26738), the product is first
+    rescaled by x_scale / declared_scale, as HF's float division by the handed scale does. Returns (int, scale).
+    """
     accumulated = ops.cast(ops.int_matmul(x_int, ops.transpose(weight_int)), ops.int64)
+    if declared_scale is None:
+        declared_scale = x_scale
+    else:
+        accumulated = rescale(ops, accumulated, x_scale, declared_scale)
     if bias_int is not None:
         accumulated = accumulated + ops.cast(bias_int, ops.int64)
-    return accumulated, weight_scale_ * x_scale
+    return accumulated, weight_scale_ * declared_scale
+
+
+def rescale(ops, x_int, x_scale, to_scale):
+    """x_int (in ``x_scale`` units) in ``to_scale`` units, rounded half to even, unclamped (int64)."""
+    m, e = dyadic(ops, x_scale, to_scale)
+    return rounding_mul_shift(ops, x_int, m, e)
 
 
 def float_floor_divide(ops, a, b):
@@ -291,7 +325,9 @@ def simulated_exp(ops, x_int, scale):
     q = floor_ste(ops, x_int / x0_int)
     r = x_int - x0_int * q
     z = (r + b_int) * r + c_int
-    exp_int = ops.maximum(floor_ste(ops, z * ops.pow2(SOFTMAX_CONST - ops.stop_gradient(q))), 0.0)
+    # pow2 is exact in every framework; 2.0 ** (30 - q) carries HF's gradient (through q's straight-through floor)
+    exact = z * ops.pow2(SOFTMAX_CONST - ops.stop_gradient(q))
+    exp_int = ops.maximum(floor_ste(ops, with_gradient(ops, exact, z * 2.0 ** (SOFTMAX_CONST - q))), 0.0)
     return exp_int, exp_scale
 
 

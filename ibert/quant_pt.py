@@ -113,15 +113,18 @@ class TorchOps:
         return torch.min(x) if axis is None else torch.amin(x, dim=axis, keepdim=keepdims)
 
     @staticmethod
+    def below_2_31(x):
+        """Eager PyTorch can look: most requantized values (matmul sums, 8- to 22-bit activations) are small."""
+        return x.numel() == 0 or bool(x.abs().max() < 2**31)
+
+    @staticmethod
     def frexp(x):
         return torch.frexp(x)
 
     @staticmethod
     def int_matmul(a, b):
-        """Integer matmul accumulated in int32: int8 x int8 through torch's int8 GEMM, wider integers in int32."""
-        if a.dtype == b.dtype == torch.int8 and b.dim() == 2:
-            flat = a.reshape(-1, a.shape[-1])
-            return torch._int_mm(flat, b.contiguous()).reshape(*a.shape[:-1], b.shape[-1])
+        """Integer matmul accumulated in int32. Not ``torch._int_mm``: on this CPU build its int8 GEMM ran 13-22x
+        slower than the int32 one (benchmarks/ibert_int.py's machine, torch 2.13)."""
         return torch.matmul(a.to(torch.int32), b.to(torch.int32))
 
 
@@ -232,7 +235,9 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, quant_mode={self.quant_mode}"
 
-    def forward(self, x, prev_act_scaling_factor=None):
+    def forward(self, x, prev_act_scaling_factor=None, input_scaling_factor=None):
+        """``input_scaling_factor``: in integer inference, the scale ``x`` holds when it differs from the handed
+        ``prev_act_scaling_factor`` (see ``quant.int_linear``); the simulated path holds values, not integers."""
         if not self.quant_mode:
             return nn.functional.linear(x, self.weight, self.bias), None
         if prev_act_scaling_factor is None or tuple(prev_act_scaling_factor.shape) != (1,):
@@ -244,8 +249,9 @@ class QuantLinear(nn.Module):
         bias_int = None if self.bias is None else quant.quantize(OPS, self.bias, bias_scale, self.bias_bit)
         if not self.training:
             bias_int = None if bias_int is None else bias_int.detach()
-            return quant.int_linear(OPS, x, prev_act_scaling_factor, weight_int.detach().to(torch.int8), bias_int,
-                                    weight_scale)
+            x_scale = prev_act_scaling_factor if input_scaling_factor is None else input_scaling_factor
+            declared = None if input_scaling_factor is None else prev_act_scaling_factor
+            return quant.int_linear(OPS, x, x_scale, weight_int.detach().to(torch.int8), bias_int, weight_scale, declared)
         self.fc_scaling_factor, self.weight_integer = weight_scale, weight_int.detach()
         if bias_int is not None:
             self.bias_integer = bias_int.detach()

@@ -41,8 +41,13 @@ def test_rounding_mul_shift_is_exact_for_wide_products():
     cases = [(x, m, e) for x, m, e in zip(xs, ms, es) if abs(x * m) < 2 ** (e + 62)]  # results that fit int64
     assert len(cases) > 2000
     xs, ms, es = (torch.tensor(column) for column in zip(*cases))
-    got = quant.rounding_mul_shift(OPS, xs, ms, es).tolist()
-    assert got == [exact_round_half_even(x * m, 2 ** e) for x, m, e in cases]
+    want = [exact_round_half_even(x * m, 2 ** e) for x, m, e in cases]
+    assert quant.rounding_mul_shift(OPS, xs, ms, es).tolist() == want
+    # the short form, taken when every |x| < 2**31, on those cases alone
+    small = [i for i, (x, _, _) in enumerate(cases) if abs(x) < 2**31]
+    assert len(small) > 1000
+    got = quant.rounding_mul_shift(OPS, xs[small], ms[small], es[small]).tolist()
+    assert got == [want[i] for i in small]
 
 
 def test_dyadic_matches_transformers_batch_frexp():
