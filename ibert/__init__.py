@@ -16,6 +16,7 @@ def _names(prefix: str) -> list[str]:
 _EXPORTS = exports_of({
     "config": ["IBertConfig"],
     "modeling_pt": _names(""),
+    "modeling_tf": _names("TF"),
 })
 
 __all__ = sorted(_EXPORTS)

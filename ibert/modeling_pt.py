@@ -398,6 +398,9 @@ class IBertModel(IBertPreTrainedModel):
         if attention_mask is not None:
             keep = padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask")
             mask = additive_mask(keep, self.dtype)
+        if config.quant_mode and self.dtype != torch.float32:
+            raise ValueError(f"a quantized I-BERT (quant_mode=True) computes its scales in float32 and its values in "
+                             f"integers; load it in float32, not {self.dtype}")
         head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads, self.dtype)
         if head_mask is not None and self.integer_inference() and not bool(((head_mask == 0) | (head_mask == 1)).all()):
             raise ValueError("head_mask must hold only 0 (silence a head) and 1 (keep it) in integer inference "

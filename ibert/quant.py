@@ -353,8 +353,13 @@ def int_softmax(ops, scores_int, scale, masked, act_scale, output_bit: int):
 
 
 def simulated_softmax(ops, x, scale, exp_act, output_bit: int):
-    """HF IntSoftmax's simulated forward. ``exp_act(x, scale) -> (x, scale)`` is the 16-bit ``softmax.act``."""
-    x_int = x / scale
+    """HF IntSoftmax's simulated forward. ``exp_act(x, scale) -> (x, scale)`` is the 16-bit ``softmax.act``.
+
+    Masked scores (finfo.min added) are held at the integer path's masked value instead of -inf: the exponential
+    clamps them to the same result, and a fully masked row becomes uniform where Hugging Face gets -inf - -inf =
+    NaN (which then poisons every calibrated range).
+    """
+    x_int = ops.maximum(x / scale, float(_MASKED_SCORE))
     x_int = x_int - ops.max(x_int, axis=-1, keepdims=True)
     exp_int, exp_scale = simulated_exp(ops, x_int, scale)
     exp, exp_scale = exp_act(exp_int, exp_scale)
@@ -368,9 +373,11 @@ def simulated_softmax(ops, x, scale, exp_act, output_bit: int):
 def isqrt(ops, v):
     """floor(sqrt(v)) of non-negative int64 ``v`` by Newton's iteration from a power of two above the root."""
     one = ops.constant(1, ops.int64)
-    bit_length = sum(ops.cast(ops.right_shift(v, ops.constant(k, ops.int64)) > 0, ops.int64) for k in range(63))
-    x = ops.left_shift(one, ops.right_shift(bit_length + 1, one))
-    for _ in range(8):  # quadratic convergence: 8 steps cover 63-bit inputs
+    top_bit = ops.constant(0, ops.int64) * v  # the highest set bit's position, by binary search
+    for step in (32, 16, 8, 4, 2, 1):
+        top_bit = top_bit + step * ops.cast(ops.right_shift(v, top_bit + step) > 0, ops.int64)
+    x = ops.left_shift(one, ops.right_shift(top_bit + 2, one))  # 2**ceil(bit_length / 2), within 2x above the root
+    for _ in range(6):  # Newton from within 2x: relative error 1, 1/4, 2.5e-2, 3e-4, 5e-8, 1e-15 (exact)
         x = ops.minimum(x, ops.right_shift(x + ops.floor_divide(v, ops.maximum(x, one)), one))
     return ops.where(v == 0, ops.constant(0, ops.int64), x)
 

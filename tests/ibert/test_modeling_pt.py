@@ -410,3 +410,11 @@ def test_multiple_choice_needs_choices():
     model = zoo.IBertForMultipleChoice(zoo.IBertConfig(**TINY)).eval()
     with pytest.raises(ValueError, match=r"input_ids must have 3 dimensions \(batch, num_choices, sequence\)"):
         run(model, input_ids=GOOD_IDS)
+
+
+def test_quantized_model_refuses_half_precision(tmp_path):
+    config = zoo.IBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                             intermediate_size=37, max_position_embeddings=40, quant_mode=True)
+    model = zoo.IBertModel(config).to(torch.bfloat16).eval()
+    with pytest.raises(ValueError, match="load it in float32"):
+        model(torch.tensor([[0, 5, 6, 2]]))
