@@ -210,6 +210,28 @@ def requantize(ops, x_int, x_scale, bits: int, out_scale, identity_int=None, ide
     return ops.clip(out, low, high)
 
 
+def quantize_activation(ops, x, x_scale, bits: int, scale, identity=None, identity_scale=None):
+    """QuantAct's integer path: integers are requantized to ``scale``; a float (``x_scale`` None: inputs_embeds, or
+    the output of a block kept in float) is quantized. Returns the ``bits``-bit integers."""
+    dtype = integer_dtype(ops, bits)
+    if x_scale is not None and (identity is None or identity_scale is not None):
+        return ops.cast(requantize(ops, x, x_scale, bits, scale, identity, identity_scale), dtype)
+    total = x if x_scale is None else dequantize(ops, x, x_scale)
+    if identity is not None:
+        total = total + (identity if identity_scale is None else dequantize(ops, identity, identity_scale))
+    return ops.cast(quantize(ops, total, scale, bits), dtype)
+
+
+def simulate_activation(ops, x, x_scale, bits: int, scale, identity=None, identity_scale=None):
+    """QuantAct's simulated path: the float value of the ``bits``-bit quantization of x (+ identity)."""
+    if x_scale is None:
+        # transformers quantizes x alone here, dropping an identity; the sum is what the caller means.
+        x_int = quantize(ops, x if identity is None else identity + x, scale, bits)
+    else:
+        x_int = fixed_point_mul(ops, x, x_scale, bits, scale, identity, identity_scale)
+    return x_int * scale
+
+
 def fixed_point_mul(ops, pre_act, pre_act_scale, bits: int, out_scale, identity=None, identity_scale=None):
     """HF's FixedPointMul on simulated values (floats holding integer * scale), in float64 as HF computes it; the
     gradient is 1 / out_scale to ``pre_act`` and ``identity`` as in HF.

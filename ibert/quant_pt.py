@@ -181,7 +181,9 @@ class QuantAct(nn.Module):
                 specified_min=None, specified_max=None):
         if _integer_inference(self):
             scale = self._scale(specified_min, specified_max)
-            return self._integer(x, pre_act_scaling_factor, identity, identity_scaling_factor, scale), scale
+            x_int = quant.quantize_activation(OPS, x, pre_act_scaling_factor, self.activation_bit, scale, identity,
+                                              identity_scaling_factor)
+            return x_int, scale
         x_act = x if identity is None else identity + x
         if self.training:
             self.x_min, self.x_max = quant.update_range(OPS, self.x_min, self.x_max, x_act.detach(),
@@ -190,28 +192,14 @@ class QuantAct(nn.Module):
             return x_act, None
         scale = self._scale(specified_min, specified_max)
         self.act_scaling_factor = scale
-        if pre_act_scaling_factor is None:
-            # transformers quantizes x alone here, dropping an identity; the sum is what the caller means.
-            x_int = quant.quantize(OPS, x_act, scale, self.activation_bit)
-        else:
-            x_int = quant.fixed_point_mul(OPS, x, pre_act_scaling_factor, self.activation_bit, scale,
-                                          identity, identity_scaling_factor)
-        return x_int * scale, scale
+        x = quant.simulate_activation(OPS, x, pre_act_scaling_factor, self.activation_bit, scale, identity,
+                                      identity_scaling_factor)
+        return x, scale
 
     def _scale(self, specified_min, specified_max):
         x_min = self.x_min if specified_min is None else specified_min
         x_max = self.x_max if specified_max is None else specified_max
         return quant.symmetric_scale(OPS, self.activation_bit, x_min, x_max)
-
-    def _integer(self, x, x_scale, identity, identity_scale, scale):
-        dtype = quant.integer_dtype(OPS, self.activation_bit)
-        if x_scale is None or (identity is not None and identity_scale is None):
-            # a float input (inputs_embeds, or the output of a block kept in float): quantize it
-            total = quant.dequantize(OPS, x, x_scale) if x_scale is not None else x
-            if identity is not None:
-                total = total + (quant.dequantize(OPS, identity, identity_scale) if identity_scale is not None else identity)
-            return quant.quantize(OPS, total, scale, self.activation_bit).to(dtype)
-        return quant.requantize(OPS, x, x_scale, self.activation_bit, scale, identity, identity_scale).to(dtype)
 
 
 class QuantLinear(nn.Module):

@@ -27,7 +27,7 @@ def test_wheel_holds_only_the_rosettazoo_namespace(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"rosettazoo"}
     for module in ("rosettazoo/common/config.py", "rosettazoo/conversion/convert.py", "rosettazoo/roberta/config.py",
                    "rosettazoo/roberta/modeling_pt.py", "rosettazoo/roberta/modeling_tf.py",
-                   "rosettazoo/roberta/modeling_flax.py"):
+                   "rosettazoo/roberta/modeling_flax.py", "rosettazoo/ibert/quant.py", "rosettazoo/ibert/modeling_flax.py"):
         assert module in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -82,7 +82,7 @@ def test_tf_classes_refuse_another_keras_backend():
     assert "KERAS_BACKEND=tensorflow" in result.stdout
 
 
-@pytest.mark.parametrize("family", ["roberta", "bart", "opt"])
+@pytest.mark.parametrize("family", ["roberta", "bart", "opt", "ibert"])
 def test_every_exported_name_resolves(family):
     result = run_python(f"import rosettazoo.{family} as m\nfor name in m.__all__:\n    getattr(m, name)\nprint(len(m.__all__))")
     assert result.returncode == 0, result.stderr[-3000:]
