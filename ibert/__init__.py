@@ -17,6 +17,7 @@ _EXPORTS = exports_of({
     "config": ["IBertConfig"],
     "modeling_pt": _names(""),
     "modeling_tf": _names("TF"),
+    "modeling_flax": _names("Flax"),
 })
 
 __all__ = sorted(_EXPORTS)

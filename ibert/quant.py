@@ -20,7 +20,10 @@ Hugging Face wherever HF's float32 arithmetic is exact (sums and products below 
 A backend provides: dtypes ``float32 float64 int8 int16 int32 int64``; ``cast(x, dtype)``,
 ``constant(value, dtype)``, ``stop_gradient``, ``is_integer(x)``, ``reshape``, ``transpose`` (2-D),
 ``swap_last`` (the last two axes); elementwise ``floor round abs sign sqrt log2 ceil fmod minimum maximum clip
-where floor_divide right_shift left_shift bitwise_and`` (Python numbers allowed as either operand),
+where floor_divide right_shift left_shift bitwise_and`` (Python numbers allowed as either operand); ``divide`` and
+``reciprocal``, correctly rounded IEEE division even where a compiler would multiply by a reciprocal instead (XLA
+does, for constant and broadcast divisors: one ulp off at times); Hugging Face's ``c / tensor`` is PyTorch's
+``reciprocal(tensor) * c``, and is written so here;
 ``pow2(n, dtype=float32)`` (exactly 2**n, built from exponent bits); reductions ``sum max min`` with
 ``(x, axis=None, keepdims=False)``; ``frexp(x) -> (mantissa, exponent)``; ``int_matmul(a, b) -> int32`` for
 integer ``a [..., m, k]`` and ``b [..., k, n]``; ``matmul`` for floats; ``below_2_31(x)``, True only if the backend
@@ -103,7 +106,7 @@ def update_range(ops, x_min, x_max, x, momentum: float):
 def symmetric_scale(ops, bits: int, x_min, x_max):
     """The scaling factor that maps [-max|x|, max|x|] onto signed ``bits``-bit integers."""
     n = 2 ** (bits - 1) - 1
-    return ops.stop_gradient(ops.maximum(ops.maximum(ops.abs(x_min), ops.abs(x_max)), 1e-8) / n)
+    return ops.stop_gradient(ops.divide(ops.maximum(ops.maximum(ops.abs(x_min), ops.abs(x_max)), 1e-8), n))
 
 
 def weight_scale(ops, weight, bits: int, per_channel: bool):
@@ -120,7 +123,7 @@ def quantize(ops, x, scale, bits: int):
     The gradient is d/dx of x / scale (straight through the rounding and the clamp).
     """
     n = 2 ** (bits - 1) - 1
-    scaled = (1.0 / scale) * x
+    scaled = ops.reciprocal(scale) * x
     return with_gradient(ops, ops.clip(ops.round(scaled), -n, n - 1), scaled)
 
 
@@ -135,7 +138,7 @@ def dyadic(ops, numerator, denominator):
 
     The ratio is taken in float64 as HF does; m is its mantissa times 2**31 rounded half away from zero.
     """
-    ratio = ops.cast(ops.stop_gradient(numerator), ops.float64) / ops.cast(ops.stop_gradient(denominator), ops.float64)
+    ratio = ops.divide(ops.cast(ops.stop_gradient(numerator), ops.float64), ops.cast(ops.stop_gradient(denominator), ops.float64))
     mantissa, exponent = ops.frexp(ratio)
     magnitude = ops.cast(ops.floor(ops.abs(mantissa) * float(1 << 31) + 0.5), ops.int64)
     m = ops.where(mantissa < 0, -magnitude, magnitude)
@@ -239,7 +242,7 @@ def fixed_point_mul(ops, pre_act, pre_act_scale, bits: int, out_scale, identity=
     Float64 rather than ``requantize``: Softmax feeds it raw exponentials whose integer images pass 2**63.
     """
     def rescaled(x, x_scale):
-        z_int = ops.round(ops.stop_gradient(x) / x_scale)
+        z_int = ops.round(ops.divide(ops.stop_gradient(x), x_scale))
         m, e = dyadic(ops, x_scale, out_scale)
         product = ops.cast(z_int, ops.float64) * ops.cast(m, ops.float64)
         return ops.round(product / ops.pow2(e, ops.float64))
@@ -250,7 +253,7 @@ def fixed_point_mul(ops, pre_act, pre_act_scale, bits: int, out_scale, identity=
     low, high = signed_range(bits)
     out = ops.clip(ops.cast(out, ops.float32), low, high)
     total = pre_act if identity is None else pre_act + identity
-    return with_gradient(ops, out, total / ops.stop_gradient(out_scale))
+    return with_gradient(ops, out, ops.divide(total, ops.stop_gradient(out_scale)))
 
 
 # -- integer building blocks ----------------------------------------------------------------------------------
@@ -281,7 +284,7 @@ def rescale(ops, x_int, x_scale, to_scale):
 def float_floor_divide(ops, a, b):
     """Python's (and PyTorch's) ``a // b`` on floats: floor of the exact quotient, not of the rounded one."""
     mod = ops.fmod(a, b)
-    div = (a - mod) / b
+    div = ops.divide(a - mod, b)
     div = ops.where((mod != 0) & ((b < 0) != (mod < 0)), div - 1, div)
     floordiv = ops.floor(div)
     return ops.where(div - floordiv > 0.5, floordiv + 1, floordiv)
@@ -289,9 +292,9 @@ def float_floor_divide(ops, a, b):
 
 def gelu_constants(ops, scale):
     """i-GELU's integer constants for an input of ``scale`` (float32 formulas of HF's IntGELU)."""
-    erf_scale = scale / GELU_K
-    b_int = ops.floor(GELU_COEFF[1] / erf_scale)
-    c_int = ops.floor(GELU_COEFF[2] / (erf_scale * erf_scale))
+    erf_scale = ops.divide(scale, GELU_K)
+    b_int = ops.floor(ops.reciprocal(erf_scale) * GELU_COEFF[1])
+    c_int = ops.floor(ops.reciprocal(erf_scale * erf_scale) * GELU_COEFF[2])
     sigmoid_scale = erf_scale * erf_scale * GELU_COEFF[0] * (2.0 ** GELU_CONST)
     shift_int = float_floor_divide(ops, 1.0, sigmoid_scale)
     return b_int, c_int, shift_int, scale * sigmoid_scale / 2
@@ -311,7 +314,7 @@ def int_gelu(ops, x_int, scale):
 def simulated_gelu(ops, x, scale):
     """HF IntGELU's simulated forward (floats, STE floors)."""
     b_int, c_int, shift_int, out_scale = gelu_constants(ops, scale)
-    x_int = x / scale
+    x_int = ops.divide(x, scale)
     clipped = ops.minimum(ops.abs(x_int), -b_int) + b_int
     erf_int = ops.sign(x_int) * (clipped * clipped + c_int)
     erf_int = floor_ste(ops, erf_int / 2 ** GELU_CONST)
@@ -320,9 +323,9 @@ def simulated_gelu(ops, x, scale):
 
 def softmax_constants(ops, scale):
     """i-exp's integer constants for scores of ``scale`` (float32 formulas of HF's IntSoftmax)."""
-    x0_int = ops.floor(SOFTMAX_X0 / scale)
-    b_int = ops.floor(SOFTMAX_COEF[1] / scale)
-    c_int = ops.floor(SOFTMAX_COEF[2] / (scale * scale))
+    x0_int = ops.floor(ops.reciprocal(scale) * SOFTMAX_X0)
+    b_int = ops.floor(ops.reciprocal(scale) * SOFTMAX_COEF[1])
+    c_int = ops.floor(ops.reciprocal(scale * scale) * SOFTMAX_COEF[2])
     exp_scale = SOFTMAX_COEF[0] * (scale * scale) / 2 ** SOFTMAX_CONST
     return x0_int, b_int, c_int, exp_scale
 
@@ -344,7 +347,7 @@ def simulated_exp(ops, x_int, scale):
     """HF IntSoftmax.int_exp on floats."""
     x0_int, b_int, c_int, exp_scale = softmax_constants(ops, scale)
     x_int = ops.maximum(x_int, SOFTMAX_CONST * x0_int)
-    q = floor_ste(ops, x_int / x0_int)
+    q = floor_ste(ops, ops.divide(x_int, x0_int))
     r = x_int - x0_int * q
     z = (r + b_int) * r + c_int
     # pow2 is exact in every framework; 2.0 ** (30 - q) carries HF's gradient (through q's straight-through floor)
@@ -381,11 +384,11 @@ def simulated_softmax(ops, x, scale, exp_act, output_bit: int):
     clamps them to the same result, and a fully masked row becomes uniform where Hugging Face gets -inf - -inf =
     NaN (which then poisons every calibrated range).
     """
-    x_int = ops.maximum(x / scale, float(_MASKED_SCORE))
+    x_int = ops.maximum(ops.divide(x, scale), float(_MASKED_SCORE))
     x_int = x_int - ops.max(x_int, axis=-1, keepdims=True)
     exp_int, exp_scale = simulated_exp(ops, x_int, scale)
     exp, exp_scale = exp_act(exp_int, exp_scale)
-    exp_int = exp / exp_scale
+    exp_int = ops.divide(exp, exp_scale)
     factor = floor_ste(ops, 2.0 ** MAX_BIT / ops.sum(exp_int, axis=-1, keepdims=True))
     exp_int = floor_ste(ops, exp_int * factor / 2.0 ** (MAX_BIT - output_bit))
     out_scale = 1.0 / 2 ** output_bit
@@ -416,7 +419,7 @@ def layer_norm_bias(ops, weight, bias, dim: int):
     """The integer bias and output scale of I-LayerNorm (HF's float32 formulas; no gradient to the bias)."""
     dim_sqrt = ops.sqrt(ops.constant(float(dim), ops.float32))
     scale = dim_sqrt / 2 ** 30
-    bias_int = ops.floor((ops.stop_gradient(bias) / ops.stop_gradient(weight)) / scale)
+    bias_int = ops.floor(ops.divide(ops.divide(ops.stop_gradient(bias), ops.stop_gradient(weight)), scale))
     return bias_int, scale * weight
 
 
@@ -440,15 +443,15 @@ def int_layer_norm(ops, x_int, weight, bias, shift):
 def layer_norm_shift(ops, shift, y_int):
     """HF IntLayerNorm.set_shift: the smallest right shift keeping the variance sum below 2**32."""
     var_int = ops.sum(y_int * y_int, axis=2, keepdims=True)
-    needed = ops.max(ops.ceil(ops.log2(ops.sqrt(var_int / 2 ** MAX_BIT))))
+    needed = ops.max(ops.ceil(ops.log2(ops.sqrt(var_int / 2.0 ** MAX_BIT))))
     return ops.maximum(shift, needed)
 
 
 def simulated_layer_norm(ops, x, scale, weight, bias, shift, training: bool):
     """HF IntLayerNorm's simulated forward. In training a variance past 2**32 raises ``shift`` (returned)."""
     dim = x.shape[-1]
-    x_int = x / scale
-    mean_int = round_ste(ops, ops.sum(x_int, axis=2, keepdims=True) / dim)
+    x_int = ops.divide(x, scale)
+    mean_int = round_ste(ops, ops.divide(ops.sum(x_int, axis=2, keepdims=True), dim))
     y_int = x_int - mean_int
 
     def variance(shift_):
@@ -457,7 +460,7 @@ def simulated_layer_norm(ops, x, scale, weight, bias, shift, training: bool):
 
     var_int = variance(shift)
     if training:
-        overflow = ops.max(ops.stop_gradient(var_int)) >= 2 ** MAX_BIT
+        overflow = ops.max(ops.stop_gradient(var_int)) >= 2.0 ** MAX_BIT
         raised = layer_norm_shift(ops, shift, ops.stop_gradient(y_int))
         shift = ops.where(overflow, raised, shift)
         var_int = ops.where(overflow, variance(shift), var_int)
@@ -472,10 +475,10 @@ def simulated_layer_norm(ops, x, scale, weight, bias, shift, training: bool):
 def float_layer_norm(ops, x, weight, bias, eps: float):
     """HF IntLayerNorm's float path (its own mean and variance, not the framework's layer norm)."""
     dim = x.shape[-1]
-    mean = ops.sum(x, axis=-1, keepdims=True) / dim
+    mean = ops.divide(ops.sum(x, axis=-1, keepdims=True), dim)
     y = x - mean
-    var = ops.sum(y * y, axis=-1, keepdims=True) / dim
-    return y / ops.sqrt(eps + var) * weight + bias
+    var = ops.divide(ops.sum(y * y, axis=-1, keepdims=True), dim)
+    return ops.divide(y, ops.sqrt(eps + var)) * weight + bias
 
 
 # -- attention matmuls -----------------------------------------------------------------------------------------
@@ -484,10 +487,10 @@ def attention_scores(ops, query, key, query_scale, key_scale, head_dim: int):
     """Scores [b, h, q, k] from queries and keys [b, h, len, d]: int32 for integer inputs (scale q_s * k_s /
     sqrt(d)), floats already divided by sqrt(d) otherwise (scale too when the inputs are quantized)."""
     scale = math.sqrt(head_dim)
-    score_scale = None if query_scale is None else query_scale * key_scale / scale
+    score_scale = None if query_scale is None else ops.divide(query_scale * key_scale, scale)
     if ops.is_integer(query):
         return ops.int_matmul(query, ops.swap_last(key)), score_scale
-    return ops.matmul(query, ops.swap_last(key)) / scale, score_scale
+    return ops.divide(ops.matmul(query, ops.swap_last(key)), scale), score_scale
 
 
 def attention_context(ops, probs, value, probs_scale, value_scale):

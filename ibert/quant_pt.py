@@ -52,6 +52,11 @@ class TorchOps:
     log2 = staticmethod(torch.log2)
     ceil = staticmethod(torch.ceil)
     matmul = staticmethod(torch.matmul)
+    reciprocal = staticmethod(torch.reciprocal)
+
+    @staticmethod
+    def divide(a, b):
+        return torch.div(*_pair(a, b))
 
     @staticmethod
     def fmod(a, b):

@@ -78,6 +78,19 @@ class TFOps:
         return tf.truncatemod(*_pair(a, b))
 
     @staticmethod
+    def divide(a, b):
+        """IEEE a / b. Under XLA a constant divisor becomes a multiplication by its reciprocal (one ulp off at
+        times); adding a zero computed from ``a`` makes it a runtime value, which XLA divides by (checked with
+        jit_compile). The zero is selected, not a * 0, so infinite ``a`` (masked scores) stay infinite."""
+        a, b = _pair(a, b)
+        zero = tf.stop_gradient(tf.where(tf.math.is_finite(a), a * 0.0, tf.zeros_like(a)))
+        return a / (b + zero)
+
+    @staticmethod
+    def reciprocal(x):
+        return tf.math.reciprocal(x)
+
+    @staticmethod
     def minimum(a, b):
         return tf.minimum(*_pair(a, b))
 
