@@ -36,6 +36,7 @@ from ..common.layers_tf import (
     span_loss,
     static_cache_keep_mask,
     token_loss,
+    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -69,10 +70,6 @@ def shift_tokens_right(input_ids, pad_token_id: int | None, decoder_start_token_
     start = tf.fill([dim(input_ids, 0), 1], tf.cast(decoder_start_token_id, input_ids.dtype))
     shifted = tf.concat([start, input_ids[:, :-1]], axis=1)
     return tf.where(shifted == -100, tf.cast(pad_token_id, shifted.dtype), shifted)
-
-
-def _tuple_or_none(values):
-    return tuple(values) if values is not None else None
 
 
 def _sequence_shape(ids, embeds, ids_name: str, embeds_name: str):
@@ -254,8 +251,8 @@ class TFBartEncoder(_TFBartStack):
                 all_attentions.append(probs)
         if output_hidden_states:
             all_hidden.append(hidden_states)
-        out = BaseModelOutput(last_hidden_state=hidden_states, hidden_states=_tuple_or_none(all_hidden),
-                              attentions=_tuple_or_none(all_attentions))
+        out = BaseModelOutput(last_hidden_state=hidden_states, hidden_states=tuple_or_none(all_hidden),
+                              attentions=tuple_or_none(all_attentions))
         return returned(out, return_dict, config)
 
 
@@ -331,8 +328,8 @@ class TFBartDecoder(_TFBartStack):
         if use_cache:
             cache = StaticCache(tuple(cache), past_length + seq) if static else tuple(cache)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=cache, hidden_states=_tuple_or_none(all_hidden),
-            attentions=_tuple_or_none(all_self), cross_attentions=_tuple_or_none(all_cross),
+            last_hidden_state=hidden_states, past_key_values=cache, hidden_states=tuple_or_none(all_hidden),
+            attentions=tuple_or_none(all_self), cross_attentions=tuple_or_none(all_cross),
         )
 
     def _self_attention_mask(self, attention_mask, past_key_values, batch, seq, past_length, dtype):

@@ -92,6 +92,72 @@ def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, *, affine: bool = T
                         use_bias=affine, use_scale=affine, name=name)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Float heads of the RoBERTa-style encoders (RoBERTa, RoBERTa-PreLayerNorm, I-BERT). Attribute names are Hugging
+# Face's, so parameter paths flatten to the checkpoint names (pooler.dense.kernel, lm_head.bias, ...).
+
+
+class _ConfigBlock(nn.Module):
+    """Fields of the heads below: the family's config, the compute and parameter dtypes."""
+
+    config: Any
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def _dense(self, features: int, use_bias: bool = True) -> nn.Dense:
+        return dense(features, self.config.initializer_range, self.dtype, self.param_dtype, use_bias=use_bias)
+
+
+class Pooler(_ConfigBlock):
+    """tanh(dense(first token)): the sentence vector of the bare model."""
+
+    def setup(self):
+        self.dense = self._dense(self.config.hidden_size)
+
+    def __call__(self, hidden_states: Array) -> Array:
+        return jnp.tanh(self.dense(hidden_states[:, 0]))
+
+
+class LMHead(_ConfigBlock):
+    """dense, exact GELU, LayerNorm, then the vocabulary projection: the word embeddings when tied (the default),
+    else ``decoder``; plus ``bias``."""
+
+    def setup(self):
+        c = self.config
+        self.dense = self._dense(c.hidden_size)
+        self.layer_norm = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype)
+        if not c.tie_word_embeddings:
+            self.decoder = self._dense(c.vocab_size, use_bias=False)
+        self.bias = self.param("bias", jax.nn.initializers.zeros, (c.vocab_size,), self.param_dtype)
+
+    def __call__(self, hidden_states: Array, word_embeddings: Array) -> Array:
+        x = self.layer_norm(activation("gelu")(self.dense(hidden_states)))
+        if self.config.tie_word_embeddings:
+            x = x @ word_embeddings.T.astype(self.dtype)
+        else:
+            x = self.decoder(x)
+        return x + self.bias.astype(self.dtype)
+
+
+class ClassificationHead(_ConfigBlock):
+    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection. ``rate`` is
+    the family's dropout, ``config.hidden_dropout_prob`` when None (RoBERTa passes classifier_dropout; I-BERT
+    always hidden_dropout_prob)."""
+
+    rate: float | None = None
+
+    def setup(self):
+        c = self.config
+        self.dense = self._dense(c.hidden_size)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob if self.rate is None else self.rate)
+        self.out_proj = self._dense(c.num_labels)
+
+    def __call__(self, hidden_states: Array, deterministic: bool) -> Array:
+        x = self.dropout(hidden_states[:, 0], deterministic=deterministic)
+        x = jnp.tanh(self.dense(x))
+        return self.out_proj(self.dropout(x, deterministic=deterministic))
+
+
 class Embed(nn.Module):
     """An embedding table (param ``embedding``, as ``nn.Embed``) whose lookup never clamps bad ids.
 

@@ -300,6 +300,56 @@ def span_logits_and_loss(logits, start_positions=None, end_positions=None):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Float heads of the RoBERTa-style encoders (RoBERTa, RoBERTa-PreLayerNorm, I-BERT). Attribute names are Hugging
+# Face's, so parameters keep their checkpoint names (pooler.dense.weight, lm_head.decoder.weight, ...).
+
+
+class Pooler(nn.Module):
+    """tanh(dense(first token)): the sentence vector of the bare model."""
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class LMHead(nn.Module):
+    """dense, exact GELU, LayerNorm, then the vocabulary projection (tied to the word embeddings by default)."""
+
+    def __init__(self, config: PretrainedConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias
+
+    def forward(self, features):
+        x = nn.functional.gelu(self.dense(features))
+        return self.decoder(self.layer_norm(x))
+
+
+class ClassificationHead(nn.Module):
+    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection.
+    ``dropout`` is the family's rate (RoBERTa: classifier_dropout, else hidden_dropout_prob; I-BERT: always
+    hidden_dropout_prob)."""
+
+    def __init__(self, config: PretrainedConfig, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features):
+        x = self.dropout(features[:, 0, :])
+        x = self.dropout(torch.tanh(self.dense(x)))
+        return self.out_proj(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Model plumbing shared by the families' forward passes.
 
 

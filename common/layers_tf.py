@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from .activations import ACTIVATIONS
 from .cache import StaticCache
-from .outputs import OUTPUT_CLASSES
+from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
 from .validation import check_index_range, check_sequence_length, check_shape, check_token_ids
 
 
@@ -110,6 +110,69 @@ class Block(keras.layers.Layer):
         """The ``output`` sublayer under a name Keras' saving visits (it skips ``output``, a name of its own), so
         ``save_weights`` / ``model.save`` keep its weights."""
         return self.__dict__.get("output")
+
+
+# ---------------------------------------------------------------- float heads of RoBERTa-style encoders
+# RoBERTa, RoBERTa-PreLayerNorm and I-BERT. Attribute names are Hugging Face's, so variable paths map to the
+# checkpoint names (pooler.dense.weight, lm_head.bias, classifier.out_proj.weight, ...).
+
+
+class Pooler(Block):
+    """tanh(dense(first token)): the sentence vector of the bare model."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense(config.hidden_size, config.hidden_size, config.initializer_range, "dense",
+                           self.dtype_policy)
+        self.built = True
+
+    def call(self, hidden_states):
+        return tf.tanh(self.dense(hidden_states[:, 0]))
+
+
+class LMHead(Block):
+    """dense, exact GELU, LayerNorm, then the vocabulary projection: by the word embeddings when tied (the
+    default, so no decoder kernel of its own), else by ``decoder``; plus ``bias``."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.dense = dense(hidden, hidden, std, "dense", dtype)
+        self.layer_norm = layer_norm(hidden, config.layer_norm_eps, "layer_norm", dtype)
+        if not config.tie_word_embeddings:
+            self.decoder = dense(config.vocab_size, hidden, std, "decoder", dtype, use_bias=False)
+        self.bias = self.add_weight(name="bias", shape=(config.vocab_size,), initializer="zeros")
+        self.tied = config.tie_word_embeddings
+        self.built = True
+
+    def call(self, features, word_embeddings=None):
+        x = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
+        logits = tf.matmul(x, word_embeddings, transpose_b=True) if self.tied else self.decoder(x)
+        return logits + self.bias
+
+
+class ClassificationHead(Block):
+    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection.
+    ``dropout`` is the family's rate (RoBERTa: classifier_dropout, else hidden_dropout_prob; I-BERT: always
+    hidden_dropout_prob)."""
+
+    def __init__(self, config, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
+        self.dense = dense(hidden, hidden, std, "dense", dtype)
+        self.dropout = keras.layers.Dropout(dropout, dtype=dtype)
+        self.out_proj = dense(config.num_labels, hidden, std, "out_proj", dtype)
+        self.built = True
+
+    def call(self, features, training=False):
+        x = self.dropout(features[:, 0, :], training=training)
+        x = self.dropout(tf.tanh(self.dense(x)), training=training)
+        return self.out_proj(x)
+
+
+def tuple_or_none(values):
+    """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
+    return tuple(values) if values is not None else None
 
 
 # ---------------------------------------------------------------- input checks
@@ -317,6 +380,23 @@ def span_loss(start_logits, end_logits, start_positions, end_positions):
         return token_loss(logits, positions, ignore_index=ignored)
 
     return (loss(start_logits, start_positions) + loss(end_logits, end_positions)) / 2
+
+
+def question_answering_output(logits, outputs) -> QuestionAnsweringModelOutput:
+    """An encoder or decoder-only model's question-answering output (no loss yet) from its head's [batch, seq, 2]
+    logits; the model's ``head_loss`` adds the loss from ``span_labels``."""
+    start_logits, end_logits = tf.unstack(logits, num=2, axis=-1)
+    return QuestionAnsweringModelOutput(
+        start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
+        attentions=outputs.attentions,
+    )
+
+
+def span_labels(start_positions, end_positions) -> dict | None:
+    """The labels a question-answering head's loss reads: both positions, or None unless both are given."""
+    if start_positions is None or end_positions is None:
+        return None
+    return {"start_positions": start_positions, "end_positions": end_positions}
 
 
 # ---------------------------------------------------------------- outputs as Keras tree nodes

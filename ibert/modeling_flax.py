@@ -22,11 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..common.layers_flax import (
+    ClassificationHead,
+    LMHead,
+    Pooler,
     attention_bias,
     concrete,
     cross_entropy,
     layer_head_masks,
-    layer_norm,
     question_answering_output,
     sequence_classification_loss,
 )
@@ -300,16 +302,6 @@ class FlaxIBertEncoder(_Block):
         return self.layer(*args)
 
 
-class FlaxIBertPooler(_Block):
-    """tanh(dense(first token)), in float."""
-
-    def setup(self):
-        self.dense = self._dense(self.config.hidden_size)
-
-    def __call__(self, hidden_states):
-        return jnp.tanh(self.dense(hidden_states[:, 0]))
-
-
 class FlaxIBertModule(_Block):
     """The bare encoder: quantized embeddings and layers, optional float pooler."""
 
@@ -320,7 +312,7 @@ class FlaxIBertModule(_Block):
         self.embeddings = FlaxIBertEmbeddings(self.config)
         self.encoder = FlaxIBertEncoder(self.config)
         if self.add_pooling_layer:
-            self.pooler = FlaxIBertPooler(self.config)
+            self.pooler = Pooler(self.config)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, output_attentions=None, output_hidden_states=None, deterministic: bool = True):
@@ -371,27 +363,10 @@ class _Head(_Block):
         return FlaxIBertModule(self.config, add_pooling_layer=self.add_pooling_layer, name="ibert")
 
 
-class FlaxIBertLMHead(_Block):
-    """dense, exact GELU, LayerNorm, then the vocabulary projection (the word embeddings when tied)."""
-
-    def setup(self):
-        c = self.config
-        self.dense = self._dense(c.hidden_size)
-        self.layer_norm = layer_norm(c.layer_norm_eps, jnp.float32, jnp.float32)
-        if not c.tie_word_embeddings:
-            self.decoder = self._dense(c.vocab_size, use_bias=False)
-        self.bias = self.param("bias", jax.nn.initializers.zeros, (c.vocab_size,), jnp.float32)
-
-    def __call__(self, hidden_states, word_embeddings):
-        x = self.layer_norm(jax.nn.gelu(self.dense(hidden_states), approximate=False))
-        x = x @ word_embeddings.T if self.config.tie_word_embeddings else self.decoder(x)
-        return x + self.bias
-
-
 class FlaxIBertForMaskedLMModule(_Head):
     def setup(self):
         self.ibert = self.base()
-        self.lm_head = FlaxIBertLMHead(self.config)
+        self.lm_head = LMHead(self.config)
 
     def __call__(self, labels=None, **inputs):
         outputs = self.ibert(**inputs)
@@ -401,24 +376,11 @@ class FlaxIBertForMaskedLMModule(_Head):
                               hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
-class FlaxIBertClassificationHead(_Block):
-    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
-
-    def setup(self):
-        c = self.config
-        self.dense = self._dense(c.hidden_size)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)  # I-BERT ignores classifier_dropout
-        self.out_proj = self._dense(c.num_labels)
-
-    def __call__(self, features, deterministic: bool):
-        x = self.dropout(features[:, 0], deterministic=deterministic)
-        return self.out_proj(self.dropout(jnp.tanh(self.dense(x)), deterministic=deterministic))
-
-
 class FlaxIBertForSequenceClassificationModule(_Head):
     def setup(self):
         self.ibert = self.base()
-        self.classifier = FlaxIBertClassificationHead(self.config)
+        # I-BERT ignores classifier_dropout, as transformers does
+        self.classifier = ClassificationHead(self.config, rate=self.config.hidden_dropout_prob)
 
     def __call__(self, labels=None, **inputs):
         outputs = self.ibert(**inputs)

@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from ..common.layers_pt import (
+    ClassificationHead,
+    LMHead,
+    Pooler,
     additive_mask,
     check_ids,
     check_indices,
@@ -285,50 +288,6 @@ class IBertEncoder(nn.Module):
         )
 
 
-class IBertPooler(nn.Module):
-    """tanh(dense(first token)), in float."""
-
-    def __init__(self, config: IBertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, hidden_states):
-        return torch.tanh(self.dense(hidden_states[:, 0]))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Heads (float in every path, as in Hugging Face)
-
-
-class IBertLMHead(nn.Module):
-    """dense, exact GELU, LayerNorm, then the vocabulary projection (tied to the word embeddings by default)."""
-
-    def __init__(self, config: IBertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.decoder.bias = self.bias
-
-    def forward(self, features):
-        return self.decoder(self.layer_norm(nn.functional.gelu(self.dense(features))))
-
-
-class IBertClassificationHead(nn.Module):
-    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
-
-    def __init__(self, config: IBertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)  # I-BERT ignores classifier_dropout
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, features):
-        x = self.dropout(features[:, 0, :])
-        return self.out_proj(self.dropout(torch.tanh(self.dense(x))))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Models
 
@@ -384,7 +343,7 @@ class IBertModel(IBertPreTrainedModel):
         super().__init__(config)
         self.embeddings = IBertEmbeddings(config)
         self.encoder = IBertEncoder(config)
-        self.pooler = IBertPooler(config) if add_pooling_layer else None
+        self.pooler = Pooler(config) if add_pooling_layer else None
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
@@ -422,7 +381,7 @@ class IBertForMaskedLM(IBertPreTrainedModel):
     def __init__(self, config: IBertConfig):
         super().__init__(config)
         self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.lm_head = IBertLMHead(config)
+        self.lm_head = LMHead(config)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -443,7 +402,7 @@ class IBertForSequenceClassification(IBertPreTrainedModel):
     def __init__(self, config: IBertConfig):
         super().__init__(config)
         self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.classifier = IBertClassificationHead(config)
+        self.classifier = ClassificationHead(config, config.hidden_dropout_prob)  # I-BERT ignores classifier_dropout
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,

@@ -21,18 +21,23 @@ import tensorflow as tf
 
 from ..common.layers_tf import (
     Block,
+    ClassificationHead,
+    LMHead,
+    Pooler,
     additive_mask,
     check_length,
     dense,
     dim,
     head_mask_per_layer,
-    layer_norm,
     merge_heads,
     padding_keep_mask,
+    question_answering_output,
     sequence_classification_loss,
+    span_labels,
     span_loss,
     split_heads,
     token_loss,
+    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -40,7 +45,6 @@ from ..common.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -340,68 +344,9 @@ class TFIBertEncoder(Block):
             all_hidden.append(as_float(hidden_states, scale))
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=as_float(hidden_states, scale),
-            hidden_states=_tuple_or_none(all_hidden),
-            attentions=_tuple_or_none(all_probs),
+            hidden_states=tuple_or_none(all_hidden),
+            attentions=tuple_or_none(all_probs),
         )
-
-
-def _tuple_or_none(values):
-    return tuple(values) if values is not None else None
-
-
-class TFIBertPooler(Block):
-    """tanh(dense(first token)), in float."""
-
-    def __init__(self, config: IBertConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.dense = dense(config.hidden_size, config.hidden_size, config.initializer_range, "dense",
-                           self.dtype_policy)
-        self.built = True
-
-    def call(self, hidden_states):
-        return tf.tanh(self.dense(hidden_states[:, 0]))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Heads (float in every path, as in Hugging Face)
-
-
-class TFIBertLMHead(Block):
-    """dense, exact GELU, LayerNorm, then the vocabulary projection: by the word embeddings when tied (the
-    default, so no decoder kernel of its own), else by ``decoder``; plus ``bias``."""
-
-    def __init__(self, config: IBertConfig, **kwargs):
-        super().__init__(**kwargs)
-        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
-        self.dense = dense(hidden, hidden, std, "dense", dtype)
-        self.layer_norm = layer_norm(hidden, config.layer_norm_eps, "layer_norm", dtype)
-        if not config.tie_word_embeddings:
-            self.decoder = dense(config.vocab_size, hidden, std, "decoder", dtype, use_bias=False)
-        self.bias = self.add_weight(name="bias", shape=(config.vocab_size,), initializer="zeros")
-        self.tied = config.tie_word_embeddings
-        self.built = True
-
-    def call(self, features, word_embeddings=None):
-        x = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
-        logits = tf.matmul(x, word_embeddings, transpose_b=True) if self.tied else self.decoder(x)
-        return logits + self.bias
-
-
-class TFIBertClassificationHead(Block):
-    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
-
-    def __init__(self, config: IBertConfig, **kwargs):
-        super().__init__(**kwargs)
-        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
-        self.dense = dense(hidden, hidden, std, "dense", dtype)
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)  # I-BERT ignores classifier_dropout
-        self.out_proj = dense(config.num_labels, hidden, std, "out_proj", dtype)
-        self.built = True
-
-    def call(self, features, training=False):
-        x = self.dropout(features[:, 0, :], training=training)
-        x = self.dropout(tf.tanh(self.dense(x)), training=training)
-        return self.out_proj(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -444,7 +389,7 @@ class TFIBertModel(TFIBertPreTrainedModel):
         dtype = self.dtype_policy
         self.embeddings = TFIBertEmbeddings(config, name="embeddings", dtype=dtype)
         self.encoder = TFIBertEncoder(config, name="encoder", dtype=dtype)
-        self.pooler = TFIBertPooler(config, name="pooler", dtype=dtype) if add_pooling_layer else None
+        self.pooler = Pooler(config, name="pooler", dtype=dtype) if add_pooling_layer else None
         self.built = True
 
     @unpack_inputs
@@ -484,7 +429,7 @@ class TFIBertForMaskedLM(TFIBertPreTrainedModel):
     def __init__(self, config: IBertConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         self._add_base_model(add_pooling_layer=False)
-        self.lm_head = TFIBertLMHead(config, name="lm_head", dtype=self.dtype_policy)
+        self.lm_head = LMHead(config, name="lm_head", dtype=self.dtype_policy)
         self.built = True
 
     @unpack_inputs
@@ -509,7 +454,8 @@ class TFIBertForSequenceClassification(TFIBertPreTrainedModel):
     def __init__(self, config: IBertConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         self._add_base_model(add_pooling_layer=False)
-        self.classifier = TFIBertClassificationHead(config, name="classifier", dtype=self.dtype_policy)
+        # I-BERT ignores classifier_dropout, as transformers does
+        self.classifier = ClassificationHead(config, config.hidden_dropout_prob, name="classifier", dtype=self.dtype_policy)
         self.built = True
 
     @unpack_inputs
@@ -623,15 +569,8 @@ class TFIBertForQuestionAnswering(TFIBertPreTrainedModel):
                                token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
                                inputs_embeds=inputs_embeds, output_attentions=output_attentions,
                                output_hidden_states=output_hidden_states)
-        start_logits, end_logits = tf.unstack(self.qa_outputs(outputs.last_hidden_state), num=2, axis=-1)
-        out = QuestionAnsweringModelOutput(
-            start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        labels = None
-        if start_positions is not None and end_positions is not None:
-            labels = {"start_positions": start_positions, "end_positions": end_positions}
-        return returned(self.with_loss(out, labels), return_dict, self.config)
+        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
+        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
 
     def head_loss(self, labels, output):
         return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])

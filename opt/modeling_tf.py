@@ -34,7 +34,9 @@ from ..common.layers_tf import (
     lookup_indices,
     lookup_token_ids,
     new_static_cache,
+    question_answering_output,
     sequence_classification_loss,
+    span_labels,
     span_loss,
     static_cache_keep_mask,
     static_shape,
@@ -43,7 +45,6 @@ from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
-    QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import check_rank
@@ -388,15 +389,8 @@ class TFOPTForQuestionAnswering(TFOPTPreTrainedModel):
              output_hidden_states=None, return_dict=None, position_ids=None, training=False):
         outputs = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
                                output_attentions, output_hidden_states, position_ids, training)
-        start_logits, end_logits = tf.unstack(self.qa_outputs(outputs.last_hidden_state), num=2, axis=-1)
-        out = QuestionAnsweringModelOutput(
-            start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        labels = None
-        if start_positions is not None and end_positions is not None:
-            labels = {"start_positions": start_positions, "end_positions": end_positions}
-        return returned(self.with_loss(out, labels), return_dict, self.config)
+        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
+        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
 
     def head_loss(self, labels, output):
         return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])

@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..common.layers_flax import (
+    ClassificationHead,
     Embed,
+    LMHead,
+    Pooler,
     activation,
     attention,
     attention_bias,
@@ -285,14 +287,6 @@ class FlaxRobertaEncoder(_Block):
         return self.layer(*args)
 
 
-class FlaxRobertaPooler(_Block):
-    def setup(self):
-        self.dense = self._dense(self.config.hidden_size)
-
-    def __call__(self, hidden_states):
-        return jnp.tanh(self.dense(hidden_states[:, 0]))
-
-
 class FlaxRobertaModule(_Block):
     """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, [final LayerNorm], [pooler]."""
 
@@ -306,7 +300,7 @@ class FlaxRobertaModule(_Block):
         if self.pre_layer_norm:
             self.LayerNorm = self._layer_norm()
         if self.add_pooling_layer:
-            self.pooler = FlaxRobertaPooler(*blocks)
+            self.pooler = Pooler(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
@@ -381,30 +375,10 @@ class _Head(_Block):
         return nn.Dropout(self.config.hidden_dropout_prob if rate is None else rate)
 
 
-class FlaxRobertaLMHead(_Block):
-    """dense -> gelu -> layer_norm -> vocabulary logits, with the word embeddings as decoder when tied."""
-
-    def setup(self):
-        c = self.config
-        self.dense = self._dense(c.hidden_size)
-        self.layer_norm = self._layer_norm()
-        if not c.tie_word_embeddings:
-            self.decoder = self._dense(c.vocab_size, use_bias=False)
-        self.bias = self.param("bias", jax.nn.initializers.zeros, (c.vocab_size,), self.param_dtype)
-
-    def __call__(self, hidden_states, word_embeddings):
-        x = self.layer_norm(activation("gelu")(self.dense(hidden_states)))
-        if self.config.tie_word_embeddings:
-            x = x @ word_embeddings.T.astype(self.dtype)
-        else:
-            x = self.decoder(x)
-        return x + self.bias.astype(self.dtype)
-
-
 class _LMHeadModule(_Head):
     def setup(self):
         self.backbone = self.base()
-        self.lm_head = FlaxRobertaLMHead(self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
+        self.lm_head = LMHead(self.config, self.dtype, self.param_dtype)
 
     def _logits(self, sequence_output):
         words = self.backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
@@ -434,25 +408,10 @@ class FlaxRobertaForCausalLMModule(_LMHeadModule):
         )
 
 
-class FlaxRobertaClassificationHead(_Block):
-    """The <s> token's state -> dense -> tanh -> out_proj, with dropout before each dense."""
-
-    def setup(self):
-        c = self.config
-        self.dense = self._dense(c.hidden_size)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob if c.classifier_dropout is None else c.classifier_dropout)
-        self.out_proj = self._dense(c.num_labels)
-
-    def __call__(self, hidden_states, deterministic: bool):
-        x = self.dropout(hidden_states[:, 0], deterministic=deterministic)
-        x = jnp.tanh(self.dense(x))
-        return self.out_proj(self.dropout(x, deterministic=deterministic))
-
-
 class FlaxRobertaForSequenceClassificationModule(_Head):
     def setup(self):
         self.backbone = self.base()
-        self.classifier = FlaxRobertaClassificationHead(self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
+        self.classifier = ClassificationHead(self.config, self.dtype, self.param_dtype, rate=self.config.classifier_dropout)
 
     def __call__(self, labels=None, **inputs):
         outputs = self.backbone(**inputs)

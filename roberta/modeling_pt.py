@@ -12,6 +12,9 @@ import torch
 from torch import nn
 
 from ..common.layers_pt import (
+    ClassificationHead,
+    LMHead,
+    Pooler,
     activation,
     additive_mask,
     causal_keep_mask,
@@ -276,49 +279,6 @@ class RobertaEncoder(nn.Module):
         )
 
 
-class RobertaPooler(nn.Module):
-    """tanh(dense(first token)): the sentence vector of the bare model."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = nn.Tanh()
-
-    def forward(self, hidden_states):
-        return self.activation(self.dense(hidden_states[:, 0]))
-
-
-class RobertaLMHead(nn.Module):
-    """dense, exact GELU, LayerNorm, then the vocabulary projection (tied to the word embeddings by default)."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
-        self.decoder.bias = self.bias
-
-    def forward(self, features):
-        x = nn.functional.gelu(self.dense(features))
-        return self.decoder(self.layer_norm(x))
-
-
-class RobertaClassificationHead(nn.Module):
-    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, features):
-        x = self.dropout(features[:, 0, :])
-        x = self.dropout(torch.tanh(self.dense(x)))
-        return self.out_proj(x)
-
-
 def _classifier_dropout(config: RobertaConfig) -> float:
     return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
 
@@ -357,7 +317,7 @@ class RobertaModel(RobertaPreTrainedModel):
         self.encoder = RobertaEncoder(config, self.pre_layer_norm)
         if self.pre_layer_norm:
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.pooler = RobertaPooler(config) if add_pooling_layer else None
+        self.pooler = Pooler(config) if add_pooling_layer else None
         self.post_init()
 
     def forward(
@@ -436,7 +396,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self._add_base_model(add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)
+        self.lm_head = LMHead(config)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -463,7 +423,7 @@ class RobertaForCausalLM(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self._add_base_model(add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)
+        self.lm_head = LMHead(config)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -492,7 +452,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig):
         super().__init__(config)
         self._add_base_model(add_pooling_layer=False)
-        self.classifier = RobertaClassificationHead(config)
+        self.classifier = ClassificationHead(config, _classifier_dropout(config))
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,

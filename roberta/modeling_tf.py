@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from ..common.layers_tf import (
     Block,
+    ClassificationHead,
+    LMHead,
+    Pooler,
     activation,
     additive_mask,
     causal_keep_mask,
@@ -27,10 +30,13 @@ from ..common.layers_tf import (
     lookup_token_ids,
     merge_heads,
     padding_keep_mask,
+    question_answering_output,
     sequence_classification_loss,
+    span_labels,
     span_loss,
     split_heads,
     token_loss,
+    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -39,7 +45,6 @@ from ..common.outputs import (
     CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -303,66 +308,11 @@ class TFRobertaEncoder(Block):
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=_tuple_or_none(cache),
-            hidden_states=_tuple_or_none(all_hidden),
-            attentions=_tuple_or_none(all_self),
-            cross_attentions=_tuple_or_none(all_cross),
+            past_key_values=tuple_or_none(cache),
+            hidden_states=tuple_or_none(all_hidden),
+            attentions=tuple_or_none(all_self),
+            cross_attentions=tuple_or_none(all_cross),
         )
-
-
-def _tuple_or_none(values):
-    return tuple(values) if values is not None else None
-
-
-class TFRobertaPooler(Block):
-    """tanh(dense(first token)): the sentence vector of the bare model."""
-
-    def __init__(self, config: RobertaConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.dense = dense(config.hidden_size, config.hidden_size, config.initializer_range, "dense",
-                           self.dtype_policy)
-        self.built = True
-
-    def call(self, hidden_states):
-        return tf.tanh(self.dense(hidden_states[:, 0]))
-
-
-class TFRobertaLMHead(Block):
-    """dense, exact GELU, LayerNorm, then the vocabulary projection: by the word embeddings when tied (the
-    default, so no decoder kernel of its own), else by ``decoder``; plus ``bias``."""
-
-    def __init__(self, config: RobertaConfig, **kwargs):
-        super().__init__(**kwargs)
-        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
-        self.dense = dense(hidden, hidden, std, "dense", dtype)
-        self.layer_norm = layer_norm(hidden, config.layer_norm_eps, "layer_norm", dtype)
-        if not config.tie_word_embeddings:
-            self.decoder = dense(config.vocab_size, hidden, std, "decoder", dtype, use_bias=False)
-        self.bias = self.add_weight(name="bias", shape=(config.vocab_size,), initializer="zeros")
-        self.tied = config.tie_word_embeddings
-        self.built = True
-
-    def call(self, features, word_embeddings=None):
-        x = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
-        logits = tf.matmul(x, word_embeddings, transpose_b=True) if self.tied else self.decoder(x)
-        return logits + self.bias
-
-
-class TFRobertaClassificationHead(Block):
-    """Sentence classification from the first token (<s>): dropout, dense, tanh, dropout, projection."""
-
-    def __init__(self, config: RobertaConfig, **kwargs):
-        super().__init__(**kwargs)
-        std, dtype, hidden = config.initializer_range, self.dtype_policy, config.hidden_size
-        self.dense = dense(hidden, hidden, std, "dense", dtype)
-        self.dropout = keras.layers.Dropout(_classifier_dropout(config), dtype=dtype)
-        self.out_proj = dense(config.num_labels, hidden, std, "out_proj", dtype)
-        self.built = True
-
-    def call(self, features, training=False):
-        x = self.dropout(features[:, 0, :], training=training)
-        x = self.dropout(tf.tanh(self.dense(x)), training=training)
-        return self.out_proj(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -402,7 +352,7 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         self.encoder = TFRobertaEncoder(config, self.pre_layer_norm, name="encoder", dtype=dtype)
         if self.pre_layer_norm:
             self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
-        self.pooler = TFRobertaPooler(config, name="pooler", dtype=dtype) if add_pooling_layer else None
+        self.pooler = Pooler(config, name="pooler", dtype=dtype) if add_pooling_layer else None
         self.built = True
 
     @unpack_inputs
@@ -500,7 +450,7 @@ class TFRobertaForMaskedLM(TFRobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         self._add_base_model(add_pooling_layer=False)
-        self.lm_head = TFRobertaLMHead(config, name="lm_head", dtype=self.dtype_policy)
+        self.lm_head = LMHead(config, name="lm_head", dtype=self.dtype_policy)
         self.built = True
 
     @unpack_inputs
@@ -529,7 +479,7 @@ class TFRobertaForCausalLM(TFRobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         self._add_base_model(add_pooling_layer=False)
-        self.lm_head = TFRobertaLMHead(config, name="lm_head", dtype=self.dtype_policy)
+        self.lm_head = LMHead(config, name="lm_head", dtype=self.dtype_policy)
         self.built = True
 
     @unpack_inputs
@@ -559,7 +509,7 @@ class TFRobertaForSequenceClassification(TFRobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         self._add_base_model(add_pooling_layer=False)
-        self.classifier = TFRobertaClassificationHead(config, name="classifier", dtype=self.dtype_policy)
+        self.classifier = ClassificationHead(config, _classifier_dropout(config), name="classifier", dtype=self.dtype_policy)
         self.built = True
 
     @unpack_inputs
@@ -677,15 +627,8 @@ class TFRobertaForQuestionAnswering(TFRobertaPreTrainedModel):
             head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True, training=training,
         )
-        start_logits, end_logits = tf.unstack(self.qa_outputs(outputs.last_hidden_state), num=2, axis=-1)
-        out = QuestionAnsweringModelOutput(
-            start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        labels = None
-        if start_positions is not None and end_positions is not None:
-            labels = {"start_positions": start_positions, "end_positions": end_positions}
-        return returned(self.with_loss(out, labels), return_dict, self.config)
+        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
+        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
 
     def head_loss(self, labels, output):
         return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])
