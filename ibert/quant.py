@@ -193,13 +193,9 @@ def _wide_rounding_mul_shift(ops, x, m, e):
     wide = quotient + ops.cast(above | (tie & (ops.bitwise_and(quotient, 1) == 1)), ops.int64)
     wide = ops.where(e > 93, ops.constant(0, ops.int64), wide)  # |x * m| < 2**93: rounds to 0
 
-    # e < 31: hi * 2**(31 - e) + round(lo / 2**e); the tie goes to the even total, whose parity is lo's quotient's.
+    # e < 31: hi * 2**(31 - e) + round(lo / 2**e); hi's term is even, so the tie to even is lo's quotient's.
     small_e = ops.clip(e, 0, 30)
-    lo_quotient = ops.right_shift(lo, small_e)
-    lo_twice_remainder = 2 * (lo - ops.left_shift(lo_quotient, small_e))
-    unit = ops.left_shift(ops.constant(1, ops.int64), small_e)
-    lo_up = (lo_twice_remainder > unit) | ((lo_twice_remainder == unit) & (ops.bitwise_and(lo_quotient, 1) == 1))
-    narrow = ops.left_shift(hi, 31 - small_e) + lo_quotient + ops.cast(lo_up, ops.int64)
+    narrow = ops.left_shift(hi, 31 - small_e) + _rounding_shift(ops, lo, small_e)
     return ops.where(e >= 31, wide, narrow)
 
 
