@@ -71,3 +71,8 @@ class BartConfig(PretrainedConfig):
     @property
     def num_attention_heads(self) -> int:
         return self.encoder_attention_heads
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest sequence the (learned) position table allows."""
+        return self.max_position_embeddings

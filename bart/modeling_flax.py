@@ -52,6 +52,7 @@ from ..common.outputs import (
     as_encoder_output,
 )
 from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
+from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
@@ -701,7 +702,7 @@ class FlaxBartModel(FlaxBartPreTrainedModel):
     module_class = FlaxBartModule
 
 
-class FlaxBartForConditionalGeneration(FlaxBartPreTrainedModel):
+class FlaxBartForConditionalGeneration(FlaxGenerationMixin, FlaxBartPreTrainedModel):
     """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
 
     module_class = FlaxBartForConditionalGenerationModule
@@ -719,7 +720,7 @@ class FlaxBartForQuestionAnswering(FlaxBartPreTrainedModel):
         config.num_labels = 2  # QA has exactly a start and an end score
 
 
-class FlaxBartForCausalLM(FlaxBartPreTrainedModel):
+class FlaxBartForCausalLM(FlaxGenerationMixin, FlaxBartPreTrainedModel):
     """The decoder alone as a language model; ``encoder_hidden_states`` add cross-attention."""
 
     module_class = FlaxBartForCausalLMModule

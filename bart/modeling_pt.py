@@ -3,7 +3,8 @@
 Module attribute names are Hugging Face's, so ``named_parameters()`` are the canonical checkpoint names. One
 embedding matrix (``model.shared``) is the encoder's and the decoder's ``embed_tokens`` module and, tied, the LM
 head. Learned positions start at row 2 (fairseq kept rows 0 and 1 for padding). The cache is transformers' legacy
-layout: per decoder layer (self key, self value[, cross key, cross value]), each [batch, heads, seq, head_dim].
+layout: per decoder layer (self key, self value[, cross key, cross value]), each [batch, heads, seq, head_dim]; or,
+for compiled generation, a ``StaticCache`` from ``init_cache`` whose shapes never change.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..common.cache import StaticCache
 from ..common.layers_pt import (
     ProjectedAttention,
     activation,
     additive_mask,
     causal_keep_mask,
     check_ids,
+    check_static_cache_length,
+    check_static_cache_room,
     from_numpy,
     head_mask_per_layer,
     layer_dropped,
+    new_static_cache,
     padding_keep_mask,
     sequence_classification_loss,
     span_loss,
+    static_cache_keep_mask,
     to_numpy,
     token_loss,
     tuple_or_none,
@@ -44,6 +50,7 @@ from ..common.outputs import (
     as_encoder_output,
 )
 from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
+from ..generation.mixin_pt import GenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
@@ -118,11 +125,14 @@ class BartDecoderLayer(_BartLayer):
         self._add_feed_forward(config, config.decoder_ffn_dim)
 
     def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, head_mask=None,
-                cross_head_mask=None, past_key_value=None, output_attentions=False):
-        """Returns (output, self-attention probs, cross-attention probs, this layer's cache entry)."""
+                cross_head_mask=None, past_key_value=None, output_attentions=False, cache_index=None):
+        """Returns (output, self-attention probs, cross-attention probs, this layer's cache entry).
+
+        ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        """
         self_past = past_key_value[:2] if past_key_value is not None else None
         attended, self_probs, cache = self.self_attn(hidden_states, mask, head_mask, None, self_past,
-                                                     output_attentions)
+                                                     output_attentions, cache_index)
         hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm)
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -131,7 +141,9 @@ class BartDecoderLayer(_BartLayer):
                 hidden_states, encoder_mask, cross_head_mask, encoder_hidden_states, cross_past, output_attentions
             )
             hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm)
-            cache = cache + cross_cache
+            # A StaticCache keeps its structure from step to step: cross entries only where it had them.
+            if cache_index is None or cross_past is not None:
+                cache = cache + cross_cache
         return self._feed_forward(hidden_states), self_probs, cross_probs, cache
 
 
@@ -149,12 +161,15 @@ class _BartStack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
 
-    def _embed(self, input_ids, inputs_embeds, seq: int, past_length: int, ids_name: str):
-        check_sequence_length(past_length + seq, self.config.max_position_embeddings)
+    def _embed(self, input_ids, inputs_embeds, seq: int, past_length: int | torch.Tensor, ids_name: str):
+        """Embeddings of the tokens at positions ``past_length ...``; a tensor ``past_length`` is a StaticCache's
+        index, whose room init_cache checked against the positions."""
+        if not isinstance(past_length, torch.Tensor):
+            check_sequence_length(past_length + seq, self.config.max_position_embeddings)
         if inputs_embeds is None:
             check_ids(input_ids, self.config.vocab_size, ids_name)
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
-        positions = torch.arange(past_length, past_length + seq, device=inputs_embeds.device) + POSITION_OFFSET
+        positions = past_length + torch.arange(seq, device=inputs_embeds.device) + POSITION_OFFSET
         hidden_states = self.layernorm_embedding(inputs_embeds + self.embed_positions(positions))
         return F.dropout(hidden_states, p=self.config.dropout, training=self.training)
 
@@ -192,6 +207,12 @@ class BartEncoder(_BartStack):
 
 
 class BartDecoder(_BartStack):
+    """Causal layers with cross-attention over the encoder output, and a dynamic or static cache.
+
+    A StaticCache given as ``past_key_values`` always comes back in the output, advanced by the new tokens
+    (``use_cache`` is implied): a compiled generation step returns what the next one takes.
+    """
+
     def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None):
         super().__init__(config, embed_tokens, [BartDecoderLayer(config) for _ in range(config.decoder_layers)])
 
@@ -203,12 +224,23 @@ class BartDecoder(_BartStack):
         config = self.config
         use_cache = config.use_cache if use_cache is None else use_cache
         batch, seq = input_shape(input_ids, inputs_embeds, names[0], names[1])
-        if hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
-            past_key_values = past_key_values.to_legacy_cache()
-        past_length = past_key_values[0][0].shape[2] if past_key_values else 0
+        static = isinstance(past_key_values, StaticCache)
+        if static:
+            # init_cache checked its slots against the positions; the room left is checked before any is read.
+            past_length, use_cache, past_layers = past_key_values.index, True, past_key_values.layers
+            check_static_cache_room(past_length, seq, past_key_values.max_length)
+        else:
+            if hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
+                past_key_values = past_key_values.to_legacy_cache()
+            past_length = past_key_values[0][0].shape[2] if past_key_values else 0
+            past_layers = past_key_values or None
         hidden_states = self._embed(input_ids, inputs_embeds, seq, past_length, names[0])
         dtype = hidden_states.dtype
-        mask = _causal_mask(attention_mask, batch, seq, past_length, hidden_states, names[2])
+        if static:
+            keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch)
+            mask = additive_mask(keep, dtype)
+        else:
+            mask = _causal_mask(attention_mask, batch, seq, past_length, hidden_states, names[2])
         encoder_mask = None
         if encoder_hidden_states is not None:
             encoder_mask = _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
@@ -223,11 +255,14 @@ class BartDecoder(_BartStack):
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
+            past = past_layers[i] if past_layers is not None else None
             if layer_dropped(self, config.decoder_layerdrop):
+                if static:  # the cache keeps every layer, this one unchanged
+                    cache.append(past)
                 continue
             hidden_states, self_probs, cross_probs, layer_cache = layer(
                 hidden_states, mask, encoder_hidden_states, encoder_mask, head_masks[i], cross_head_masks[i],
-                past_key_values[i] if past_key_values else None, output_attentions,
+                past, output_attentions, past_length if static else None,
             )
             if output_attentions:
                 all_self.append(self_probs)
@@ -237,12 +272,35 @@ class BartDecoder(_BartStack):
                 cache.append(layer_cache)
         if output_hidden_states:
             all_hidden.append(hidden_states)
+        cache = StaticCache(tuple(cache), past_length + seq) if static else tuple_or_none(cache)
         out = BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=tuple_or_none(cache),
+            last_hidden_state=hidden_states, past_key_values=cache,
             hidden_states=tuple_or_none(all_hidden), attentions=tuple_or_none(all_self),
             cross_attentions=tuple_or_none(all_cross),
         )
         return out if return_dict else out.to_tuple()
+
+    def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
+        """See ``BartPreTrainedModel.init_cache``."""
+        config = self.config
+        check_static_cache_length(max_length, config.max_position_embeddings)
+        cross = None
+        if encoder_hidden_states is not None:
+            _check_same_batch(batch_size, encoder_hidden_states)
+            cross = [layer.encoder_attn.project_key_value(encoder_hidden_states) for layer in self.layers]
+        heads = config.decoder_attention_heads
+        weight = self.embed_positions.weight
+        return new_static_cache(config.decoder_layers, batch_size, heads, max_length, config.d_model // heads,
+                                weight.dtype, weight.device, cross)
+
+
+def _check_same_batch(batch: int, encoder_hidden_states) -> None:
+    encoder_batch = encoder_hidden_states.shape[0]
+    if encoder_batch != batch:
+        raise ValueError(
+            f"the encoder output has batch size {encoder_batch} but the decoder input has batch size {batch}; "
+            f"they must be equal"
+        )
 
 
 def _causal_mask(attention_mask, batch, seq, past_length, hidden_states, name):
@@ -258,15 +316,11 @@ def _causal_mask(attention_mask, batch, seq, past_length, hidden_states, name):
 
 
 def _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype):
-    encoder_batch, encoder_length = encoder_hidden_states.shape[:2]
-    if encoder_batch != batch:
-        raise ValueError(
-            f"the encoder output has batch size {encoder_batch} but the decoder input has batch size {batch}; "
-            f"they must be equal"
-        )
+    _check_same_batch(batch, encoder_hidden_states)
     if encoder_attention_mask is None:
         return None
-    keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder attention_mask")
+    keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1],
+                             "encoder attention_mask")
     return additive_mask(keep, dtype)
 
 
@@ -300,6 +354,22 @@ class BartPreTrainedModel(PreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.shared
+
+    def get_decoder(self) -> BartDecoder:
+        return self.model.decoder
+
+    def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None) -> StaticCache:
+        """A StaticCache for compiled generation: ``max_length`` zero slots per decoder layer and index 0.
+
+        With ``encoder_outputs`` (an output, a tuple or the encoder's last hidden state) each layer's
+        cross-attention keys and values are computed once and stored as its 3rd and 4th entries. Pass the cache
+        as ``past_key_values`` with an ``attention_mask`` (decoder_attention_mask for the seq2seq models) over all
+        ``max_length`` slots; each call writes at the cache's index and returns it advanced.
+        """
+        encoder_hidden_states = None
+        if encoder_outputs is not None:
+            encoder_hidden_states = as_encoder_output(encoder_outputs).last_hidden_state
+        return self.get_decoder().init_cache(batch_size, max_length, encoder_hidden_states)
 
 
 class BartModel(BartPreTrainedModel):
@@ -379,7 +449,7 @@ def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
     return {name: getattr(outputs, name) for name in _SEQ2SEQ_FIELDS}
 
 
-class BartForConditionalGeneration(BartPreTrainedModel):
+class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
     """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
 
     def __init__(self, config: BartConfig):
@@ -394,9 +464,6 @@ class BartForConditionalGeneration(BartPreTrainedModel):
 
     def get_encoder(self) -> BartEncoder:
         return self.model.encoder
-
-    def get_decoder(self) -> BartDecoder:
-        return self.model.decoder
 
     # final_logits_bias is a buffer (never trained) but a checkpoint tensor: it travels with the parameters.
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -566,7 +633,7 @@ class BartDecoderWrapper(nn.Module):
         return self.decoder(*args, **kwargs)
 
 
-class BartForCausalLM(BartPreTrainedModel):
+class BartForCausalLM(GenerationMixin, BartPreTrainedModel):
     """The decoder alone as a language model (cross-attention when ``encoder_hidden_states`` are given).
 
     As in transformers, the loss compares logits and labels at the same position: pass labels already shifted.
@@ -585,9 +652,6 @@ class BartForCausalLM(BartPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
-
-    def get_decoder(self) -> BartDecoder:
-        return self.model.decoder
 
     def forward(
         self,

@@ -50,6 +50,7 @@ from ..common.outputs import (
     as_encoder_output,
 )
 from ..common.validation import check_rank
+from ..generation.mixin_tf import TFGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
@@ -481,7 +482,7 @@ class _TFBartSeq2SeqHeadModel(TFBartPreTrainedModel):
         return {name: getattr(outputs, name) for name in names if name != "last_hidden_state"}
 
 
-class TFBartForConditionalGeneration(_TFBartSeq2SeqHeadModel):
+class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel):
     """Sequence to sequence LM: logits over the vocabulary from the tied ``shared`` matrix (or an untied
     ``lm_head``) plus the ``final_logits_bias`` buffer; labels give decoder inputs (shifted right) and the loss."""
 
@@ -625,7 +626,7 @@ class TFBartDecoderWrapper(Block):
         return self.decoder(*args, **kwargs)
 
 
-class TFBartForCausalLM(TFBartPreTrainedModel):
+class TFBartForCausalLM(TFGenerationMixin, TFBartPreTrainedModel):
     """BART's decoder alone as a language model (cross-attention runs when ``encoder_hidden_states`` are given).
 
     As in transformers, the loss compares logits and labels position by position (no shift): give labels

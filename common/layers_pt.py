@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .cache import StaticCache
 from .config import PretrainedConfig
 from .validation import check_index_range, check_shape, check_token_ids
 
@@ -187,11 +188,99 @@ def head_mask_per_layer(head_mask: torch.Tensor | None, num_layers: int, num_hea
     return list(head_mask.to(dtype)[:, None, :, None, None])
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Static cache, for compiled generation. A StaticCache holds max_length preallocated slots per layer and the count
+# already written (``index``, a 0-d int64 tensor), so every generation step has the same shapes; the index is a
+# tensor and writes go through tensor-indexed ops, so a ``torch.compile``d step does not recompile as it advances.
+
+
+def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: int, head_dim: int,
+                     dtype: torch.dtype, device=None, cross_key_values=None) -> StaticCache:
+    """Zeros [batch, heads, max_length, head_dim] per layer and index 0; ``cross_key_values`` (one (key, value)
+    per layer, computed once from the encoder output) become each layer's 3rd and 4th entries.
+
+    Every key and value is a tensor of its own: writes go into them in place.
+    """
+    cross = cross_key_values if cross_key_values is not None else [()] * num_layers
+
+    def zeros():
+        return torch.zeros((batch, num_heads, max_length, head_dim), dtype=dtype, device=device)
+
+    layers = tuple((zeros(), zeros(), *key_value) for key_value in cross)
+    return StaticCache(layers, torch.zeros((), dtype=torch.long, device=device))
+
+
+def check_static_cache_length(max_length: int, limit: int, what: str = "max_position_embeddings") -> None:
+    """Refuse a cache with more slots than the model has positions (init_cache checks it once for every step)."""
+    if max_length > limit:
+        raise ValueError(f"a cache of {max_length} slots exceeds the {limit} positions the model allows ({what})")
+
+
+def static_cache_slots(index: torch.Tensor, new: int) -> torch.Tensor:
+    """The slots ``index ... index + new - 1`` that ``new`` tokens written at ``index`` occupy."""
+    return index + torch.arange(new, device=index.device)
+
+
+def static_cache_update(cache_key: torch.Tensor, cache_value: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write ``key``/``value`` [batch, heads, new, head_dim] into slots ``index ... index + new - 1`` of the cache
+    tensors [batch, heads, max_length, head_dim], in place; returns them (cache_key, cache_value).
+
+    Overflowing the cache raises eagerly; under ``torch.compile`` (which cannot raise on a value) the slots are
+    clamped into range and the written keys and values become NaN, so the outputs show it.
+    """
+    max_length, new = cache_key.shape[2], key.shape[2]
+    overflow = check_static_cache_room(index, new, max_length)
+    slots = static_cache_slots(index, new)
+    if overflow is not None:
+        slots = slots.clamp(max=max_length - 1)
+        key = torch.where(overflow, torch.nan, key)
+        value = torch.where(overflow, torch.nan, value)
+    cache_key.index_copy_(2, slots, key.to(cache_key.dtype))
+    cache_value.index_copy_(2, slots, value.to(cache_value.dtype))
+    return cache_key, cache_value
+
+
+def check_static_cache_room(index: torch.Tensor, new: int, max_length: int) -> torch.Tensor | None:
+    """Raise when writing ``new`` slots from ``index`` overflows; under ``torch.compile`` return the overflow flag
+    instead (reading the index would break the graph)."""
+    if torch.compiler.is_compiling():
+        return index + new > max_length
+    filled = int(index)
+    if filled + new > max_length:
+        raise ValueError(f"the StaticCache has {max_length} slots; writing {new} more would overflow it "
+                         f"(see init_cache): {filled} are already filled")
+    return None
+
+
+def static_cache_keep_mask(attention_mask: torch.Tensor | None, index: torch.Tensor, query_length: int,
+                           max_length: int, batch: int) -> torch.Tensor:
+    """The [batch, 1, queries, max_length] keep mask of queries written at slots ``index ...``.
+
+    Query i (slot index + i) sees slot j when j <= index + i (causal order; slots not yet written lie beyond) and
+    ``attention_mask[:, j]`` is 1. ``attention_mask`` [batch, max_length] covers every slot (padding 0; what it
+    says of future slots does not matter); None keeps them all.
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones((batch, max_length), dtype=torch.long, device=index.device)
+    if tuple(attention_mask.shape) != (batch, max_length):
+        raise ValueError(f"with a StaticCache, attention_mask must cover all {max_length} cache slots: shape "
+                         f"[batch={batch}, {max_length}] (0 for padding), got {list(attention_mask.shape)}")
+    query_slots = static_cache_slots(index, query_length)
+    causal = torch.arange(max_length, device=index.device)[None, :] <= query_slots[:, None]
+    return causal.to(attention_mask.dtype)[None, None, :, :] * attention_mask[:, None, None, :]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention with k/v/q/out projections (BART, OPT).
+
+
 class ProjectedAttention(nn.Module):
     """Multi-head attention with ``k_proj``, ``v_proj``, ``q_proj`` and ``out_proj`` (BART, OPT).
 
     Self-attention, or cross-attention when ``key_value_states`` (the encoder output) is given. The cache entry
     ``past_key_value`` is (key, value) [batch, heads, keys, head_dim]: self-attention appends the new keys to it,
+    or, with ``cache_index`` (a StaticCache's), writes them into its preallocated slots from that index;
     cross-attention reuses it as is (the encoder's keys do not change while decoding). ``scale_query`` scales the
     query before the product, as fairseq's OPT does; otherwise the scores are scaled, as BART does.
     """
@@ -211,14 +300,14 @@ class ProjectedAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
     def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-                output_attentions=False):
+                output_attentions=False, cache_index=None):
         """Returns (output [batch, queries, embed_dim], probabilities or None, this layer's (key, value))."""
         query = self.q_proj(hidden_states)
         scale = self.scaling
         if self.scale_query:
             query, scale = query * self.scaling, 1.0
         query = split_heads(query, self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
         dropout_p = self.dropout if self.training else 0.0
         if output_attentions or head_mask is not None:
             context, probs = eager_attention(query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
@@ -227,16 +316,19 @@ class ProjectedAttention(nn.Module):
             context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p, scale=scale), None
         return self.out_proj(merge_heads(context)), probs, (key, value)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+    def project_key_value(self, source):
+        """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
+        return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
         if key_value_states is not None and past_key_value is not None:
             return tuple(past_key_value)
-        source = hidden_states if key_value_states is None else key_value_states
-        key = split_heads(self.k_proj(source), self.num_heads)
-        value = split_heads(self.v_proj(source), self.num_heads)
-        if past_key_value is not None:
-            key = torch.cat([past_key_value[0], key], dim=2)
-            value = torch.cat([past_key_value[1], value], dim=2)
-        return key, value
+        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
+        if past_key_value is None:
+            return key, value
+        if cache_index is not None:
+            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+        return torch.cat([past_key_value[0], key], dim=2), torch.cat([past_key_value[1], value], dim=2)
 
 
 # ----------------------------------------------------------------------------------------------------------------

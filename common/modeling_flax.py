@@ -20,9 +20,17 @@ import numpy as np
 from flax import traverse_util
 
 from ..conversion import WeightsSpec
+from ..generation.config import GenerationConfig
 from . import layers_flax  # noqa: F401  (registers the output classes as pytree nodes)
 from .config import PretrainedConfig
-from .pretrained import dtype_name, load_config, load_pretrained_arrays, save_pretrained_arrays, split_hub_arguments
+from .pretrained import (
+    dtype_name,
+    load_config,
+    load_generation_config,
+    load_pretrained_arrays,
+    save_pretrained_arrays,
+    split_hub_arguments,
+)
 
 Params = dict[str, Any]
 
@@ -50,6 +58,7 @@ class FlaxPreTrainedModel:
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        self.generation_config = GenerationConfig.from_model_config(config)
         self.module = module
         self.dtype = jnp.dtype(dtype)
         self.param_dtype = jnp.dtype(param_dtype)
@@ -60,6 +69,11 @@ class FlaxPreTrainedModel:
 
     def weights_spec(self) -> WeightsSpec:
         raise NotImplementedError(f"{type(self).__name__} must define weights_spec()")
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether the model has ``generate()``; the generation mixins say True."""
+        return False
 
     def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
         """Keyword arguments of ``module.__call__`` that touch every parameter (for init)."""
@@ -173,14 +187,17 @@ class FlaxPreTrainedModel:
             fresh = flatten_params(model.init_weights(rng, model.input_shape))
             flat = {**fresh, **flat}
         model.params = unflatten_params(flat)
+        model.generation_config = load_generation_config(name_or_path, config, hub_kwargs)
         return (model, report.as_dict()) if output_loading_info else model
 
     def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False,
                         max_shard_size: int | str | None = None, params: Params | None = None) -> None:
-        """Write config.json and model.safetensors with canonical (Hugging Face PyTorch) names."""
+        """Write config.json and model.safetensors with canonical (Hugging Face PyTorch) names, and
+        generation_config.json for a model that can generate."""
         params = self._require_params(params)
         tree = {path: np.asarray(value) for path, value in flatten_params(params).items()}
         save_pretrained_arrays(folder, self.config, tree, self.weights_spec(), "flax",
+                               generation_config=self.generation_config if self.can_generate() else None,
                                overwrite=overwrite, max_shard_size=max_shard_size)
 
     def __repr__(self) -> str:

@@ -17,9 +17,17 @@ import torch
 from torch import nn
 
 from ..conversion import WeightsSpec
+from ..generation.config import GenerationConfig
 from .config import PretrainedConfig
 from .layers_pt import TORCH_DTYPES, from_numpy, init_module, to_numpy
-from .pretrained import dtype_name, load_config, load_pretrained_arrays, save_pretrained_arrays, split_hub_arguments
+from .pretrained import (
+    dtype_name,
+    load_config,
+    load_generation_config,
+    load_pretrained_arrays,
+    save_pretrained_arrays,
+    split_hub_arguments,
+)
 
 
 class PreTrainedModel(nn.Module):
@@ -34,6 +42,7 @@ class PreTrainedModel(nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        self.generation_config = GenerationConfig.from_model_config(config)
 
     # -- what a family provides --------------------------------------------------------------------------------
 
@@ -43,6 +52,11 @@ class PreTrainedModel(nn.Module):
 
     def initializer_std(self) -> float:
         return self.config.initializer_range
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether the model has ``generate()``; the generation mixins say True."""
+        return False
 
     def get_input_embeddings(self) -> nn.Embedding | None:
         return None
@@ -149,6 +163,7 @@ class PreTrainedModel(nn.Module):
             allow_new_heads=allow_new_heads, ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         model.load_arrays(arrays)
+        model.generation_config = load_generation_config(name_or_path, config, hub_kwargs)
         dtype = dtype if dtype is not None else torch_dtype
         if dtype is not None:
             model.to(TORCH_DTYPES[dtype_name(dtype)])
@@ -158,10 +173,12 @@ class PreTrainedModel(nn.Module):
     def save_pretrained(
         self, folder: str | os.PathLike, *, overwrite: bool = False, max_shard_size: int | str | None = None
     ) -> None:
-        """Write config.json and model.safetensors (canonical names, tied copies left out) as Hugging Face does."""
+        """Write config.json and model.safetensors (canonical names, tied copies left out) as Hugging Face does,
+        and generation_config.json for a model that can generate."""
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         save_pretrained_arrays(
             folder, config, self.numpy_weights(), self.weights_spec(), "pt",
+            generation_config=self.generation_config if self.can_generate() else None,
             overwrite=overwrite, max_shard_size=max_shard_size,
         )

@@ -23,10 +23,18 @@ import numpy as np
 import tensorflow as tf
 
 from ..conversion import WeightsSpec
+from ..generation.config import GenerationConfig
 from .config import PretrainedConfig
 from .layers_tf import require_tensorflow_backend
 from .outputs import ModelOutput
-from .pretrained import dtype_name, load_config, load_pretrained_arrays, save_pretrained_arrays, split_hub_arguments
+from .pretrained import (
+    dtype_name,
+    load_config,
+    load_generation_config,
+    load_pretrained_arrays,
+    save_pretrained_arrays,
+    split_hub_arguments,
+)
 
 require_tensorflow_backend()
 
@@ -100,12 +108,19 @@ class TFPreTrainedModel(keras.Model):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         super().__init__(dtype=dtype, name=name)
         self.config = config
+        # A plain object: Keras tracks only layers, variables and containers, so it adds no weights.
+        self.generation_config = GenerationConfig.from_model_config(config)
 
     # -- what a family provides --------------------------------------------------------------------------------
 
     def weights_spec(self) -> WeightsSpec:
         """The family's exceptions to the generic weight-naming rules (tied weights, buffers)."""
         raise NotImplementedError(f"{type(self).__name__} must define weights_spec()")
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether the model has ``generate()``; the generation mixins say True."""
+        return False
 
     def head_loss(self, labels, output: ModelOutput):
         """The loss transformers computes from ``labels`` and the head's outputs; heads define it."""
@@ -193,27 +208,34 @@ class TFPreTrainedModel(keras.Model):
             allow_new_heads=allow_new_heads, ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         model.load_arrays(arrays)
+        model.generation_config = load_generation_config(name_or_path, config, hub_kwargs)
         return (model, report.as_dict()) if output_loading_info else model
 
     def save_pretrained(
         self, folder: str | os.PathLike, *, overwrite: bool = False, max_shard_size: int | str | None = None
     ) -> None:
-        """Write config.json and model.safetensors with canonical names, as transformers' PyTorch model would."""
+        """Write config.json and model.safetensors with canonical names, as transformers' PyTorch model would,
+        and generation_config.json for a model that can generate."""
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__.removeprefix("TF")]
         save_pretrained_arrays(
             folder, config, self.numpy_weights(), self.weights_spec(), "tf",
+            generation_config=self.generation_config if self.can_generate() else None,
             overwrite=overwrite, max_shard_size=max_shard_size,
         )
 
     # -- Keras serialization ---------------------------------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "dtype": self.dtype_policy.name, "name": self.name}
+        return {"config": self.config.to_dict(), "generation_config": self.generation_config.to_dict(),
+                "dtype": self.dtype_policy.name, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]):
-        return cls(cls.config_class.from_dict(config["config"]), dtype=config.get("dtype"), name=config.get("name"))
+        model = cls(cls.config_class.from_dict(config["config"]), dtype=config.get("dtype"), name=config.get("name"))
+        if "generation_config" in config:  # a hand-written config may leave it out
+            model.generation_config = GenerationConfig.from_dict(config["generation_config"])
+        return model
 
     # -- Keras training ------------------------------------------------------------------------------------------
 

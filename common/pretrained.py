@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..conversion import LoadReport, WeightsSpec, export_weights, load_weights
+from ..generation.config import GENERATION_CONFIG_NAME, GenerationConfig
 from .checkpoint import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, open_checkpoint, save_checkpoint
 from .config import CONFIG_NAME, PretrainedConfig
-from .hub import HUB_ARGUMENTS
+from .hub import HUB_ARGUMENTS, resolve_optional_file
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -44,6 +45,17 @@ def load_config(config_class: type[PretrainedConfig], name_or_path, config, hub_
     return config
 
 
+def load_generation_config(
+    name_or_path: str | os.PathLike, config: PretrainedConfig, hub_kwargs: dict[str, Any]
+) -> GenerationConfig:
+    """The folder's or hub repository's generation_config.json; without one (many models have none), the
+    settings the model config carries."""
+    path = resolve_optional_file(name_or_path, GENERATION_CONFIG_NAME, **hub_kwargs)
+    if path is None:
+        return GenerationConfig.from_model_config(config)
+    return GenerationConfig.from_json_file(path)
+
+
 def load_pretrained_arrays(
     name_or_path: str | os.PathLike,
     target: Mapping[str, tuple[int, ...]],
@@ -69,14 +81,19 @@ def save_pretrained_arrays(
     spec: WeightsSpec,
     framework: str,
     *,
+    generation_config: GenerationConfig | None = None,
     overwrite: bool = False,
     max_shard_size: int | str | None = None,
 ) -> None:
-    """Write config.json and model.safetensors (sharded past ``max_shard_size``) with canonical names."""
+    """Write config.json and model.safetensors (sharded past ``max_shard_size``) with canonical names, and
+    generation_config.json when a ``generation_config`` is given (models that can generate give theirs)."""
     folder = os.fspath(folder)
+    names = (CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
+    if generation_config is not None:
+        generation_config.validate()  # before any file is written, so a bad setting leaves no half-saved model
+        names += (GENERATION_CONFIG_NAME,)
     if not overwrite:
-        existing = [n for n in (CONFIG_NAME, SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
-                    if os.path.exists(os.path.join(folder, n))]
+        existing = [n for n in names if os.path.exists(os.path.join(folder, n))]
         if existing:
             raise FileExistsError(
                 f"{folder} already holds {', '.join(existing)}; pass overwrite=True to replace the checkpoint"
@@ -84,3 +101,5 @@ def save_pretrained_arrays(
     tensors = export_weights(tree, spec, framework)
     save_checkpoint(folder, tensors, overwrite=overwrite, max_shard_size=max_shard_size)
     config.save_pretrained(folder, overwrite=overwrite)
+    if generation_config is not None:
+        generation_config.save_pretrained(folder, overwrite=overwrite)

@@ -52,3 +52,8 @@ class OPTConfig(PretrainedConfig):
             value = getattr(self, token)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ConfigError(f"{name}.{token} ({value}) must lie in [0, vocab_size={self.vocab_size})")
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest sequence the (learned) position table allows."""
+        return self.max_position_embeddings

@@ -42,6 +42,7 @@ from ..common.outputs import (
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import check_rank, check_sequence_length, check_shape, check_token_ids, input_shape
+from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
 
@@ -453,7 +454,7 @@ class FlaxOPTModel(FlaxOPTPreTrainedModel):
     module_class = FlaxOPTModule
 
 
-class FlaxOPTForCausalLM(FlaxOPTPreTrainedModel):
+class FlaxOPTForCausalLM(FlaxGenerationMixin, FlaxOPTPreTrainedModel):
     module_class = FlaxOPTForCausalLMModule
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..common.cache import StaticCache
 from ..common.layers_pt import (
     ProjectedAttention,
     activation,
@@ -19,10 +20,15 @@ from ..common.layers_pt import (
     causal_keep_mask,
     causal_lm_loss,
     check_ids,
+    check_static_cache_length,
+    check_static_cache_room,
     head_mask_per_layer,
     layer_dropped,
+    new_static_cache,
     sequence_classification_loss,
     span_logits_and_loss,
+    static_cache_keep_mask,
+    static_cache_slots,
     tuple_or_none,
 )
 from ..common.modeling_pt import PreTrainedModel
@@ -33,6 +39,7 @@ from ..common.outputs import (
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
+from ..generation.mixin_pt import GenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
 
@@ -42,6 +49,12 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor, past_length: 
     positions of the unpadded row; the new tokens are the last ones, after ``past_length`` cached positions."""
     positions = (torch.cumsum(attention_mask, dim=1) * attention_mask - 1).long()
     return positions[:, past_length:]
+
+
+def static_position_ids(attention_mask: torch.Tensor, index: torch.Tensor, seq: int) -> torch.Tensor:
+    """``position_ids_from_attention_mask`` for ``seq`` tokens written at a StaticCache's ``index``: the mask covers
+    every slot, and the positions are taken by a tensor index, so the step's graph does not depend on it."""
+    return position_ids_from_attention_mask(attention_mask).index_select(1, static_cache_slots(index, seq))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -76,11 +89,13 @@ class OPTDecoderLayer(nn.Module):
         self.fc2 = nn.Linear(config.ffn_dim, hidden, bias=config.enable_bias)
         self.final_layer_norm = nn.LayerNorm(hidden, elementwise_affine=affine)
 
-    def forward(self, hidden_states, mask=None, head_mask=None, past_key_value=None, output_attentions=False):
-        """Returns (output, attention probabilities or None, this layer's (key, value))."""
+    def forward(self, hidden_states, mask=None, head_mask=None, past_key_value=None, output_attentions=False,
+                cache_index=None):
+        """Returns (output, attention probabilities or None, this layer's (key, value)); ``cache_index``: where a
+        StaticCache writes."""
         attended, probs, key_value = self.self_attn(
             self._normed(hidden_states, self.self_attn_layer_norm, before=True), mask, head_mask,
-            past_key_value=past_key_value, output_attentions=output_attentions,
+            past_key_value=past_key_value, output_attentions=output_attentions, cache_index=cache_index,
         )
         hidden_states = self._residual(attended, hidden_states, self.self_attn_layer_norm)
         fed = self.fc2(self.activation_fn(self.fc1(self._normed(hidden_states, self.final_layer_norm, before=True))))
@@ -113,22 +128,37 @@ class OPTDecoder(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
                 use_cache=False, output_attentions=False, output_hidden_states=False, position_ids=None):
+        """``past_key_values``: the legacy tuple cache, or a StaticCache from ``init_cache`` (then
+        ``attention_mask`` covers all its slots, ``use_cache`` is implied and the cache comes back advanced)."""
         config = self.config
         batch, seq = input_shape(input_ids, inputs_embeds)
-        past_length = _past_length(past_key_values, batch, len(self.layers))
-        check_sequence_length(past_length + seq, config.max_position_embeddings)
+        static = isinstance(past_key_values, StaticCache)
         if inputs_embeds is None:
             check_ids(input_ids, config.vocab_size)
             inputs_embeds = self.embed_tokens(input_ids)
-        attention_mask = self._padding_mask(attention_mask, batch, past_length + seq, inputs_embeds.device)
+        if static:
+            # init_cache checked its slots against the positions; the room left is checked before any is read.
+            cache_index, use_cache, past_layers = past_key_values.index, True, past_key_values.layers
+            max_length = past_key_values.max_length
+            check_static_cache_room(cache_index, seq, max_length)
+            if attention_mask is None:
+                attention_mask = torch.ones((batch, max_length), dtype=torch.long, device=inputs_embeds.device)
+            keep = static_cache_keep_mask(attention_mask, cache_index, seq, max_length, batch)
+        else:
+            cache_index, past_layers = None, past_key_values
+            past_length = _past_length(past_key_values, batch, len(self.layers))
+            check_sequence_length(past_length + seq, config.max_position_embeddings)
+            attention_mask = self._padding_mask(attention_mask, batch, past_length + seq, inputs_embeds.device)
+            keep = causal_keep_mask(attention_mask, seq)
         if position_ids is None:
-            position_ids = position_ids_from_attention_mask(attention_mask, past_length)
+            position_ids = (static_position_ids(attention_mask, cache_index, seq) if static
+                            else position_ids_from_attention_mask(attention_mask, past_length))
         else:
             _check_position_ids(position_ids, batch, seq, config.max_position_embeddings)
         if self.project_in is not None:
             inputs_embeds = self.project_in(inputs_embeds)
         hidden_states = inputs_embeds + self.embed_positions(position_ids)
-        mask = additive_mask(causal_keep_mask(attention_mask, seq), hidden_states.dtype)
+        mask = additive_mask(keep, hidden_states.dtype)
         head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads,
                                          hidden_states.dtype)
 
@@ -138,12 +168,13 @@ class OPTDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            past = past_key_values[i] if past_key_values is not None else None
+            past = past_layers[i] if past_layers is not None else None
             if layer_dropped(self, config.layerdrop):
                 if use_cache:
                     cache.append(past)
                 continue
-            hidden_states, probs, key_value = layer(hidden_states, mask, head_masks[i], past, output_attentions)
+            hidden_states, probs, key_value = layer(hidden_states, mask, head_masks[i], past, output_attentions,
+                                                    cache_index)
             if output_attentions:
                 all_attentions.append(probs)
             if use_cache:
@@ -156,7 +187,7 @@ class OPTDecoder(nn.Module):
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=tuple_or_none(cache),
+            past_key_values=StaticCache(tuple(cache), cache_index + seq) if static else tuple_or_none(cache),
             hidden_states=tuple_or_none(all_hidden),
             attentions=tuple_or_none(all_attentions),
         )
@@ -209,6 +240,18 @@ class OPTPreTrainedModel(PreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.decoder.embed_tokens
 
+    def init_cache(self, batch_size: int, max_length: int) -> StaticCache:
+        """A StaticCache of ``max_length`` zero slots per layer for compiled generation (index 0).
+
+        Pass it as ``past_key_values`` with an ``attention_mask`` of [batch_size, max_length] (0 for padding);
+        each call writes its tokens at the cache's index and returns the cache advanced past them.
+        """
+        config = self.config
+        check_static_cache_length(max_length, config.max_position_embeddings)
+        heads = config.num_attention_heads
+        return new_static_cache(config.num_hidden_layers, batch_size, heads, max_length, config.hidden_size // heads,
+                                self.dtype, self.device)
+
     def _add_base_model(self) -> None:
         self.model = OPTModel(self.config)
 
@@ -241,7 +284,7 @@ class OPTModel(OPTPreTrainedModel):
         return self.returned(out, return_dict)
 
 
-class OPTForCausalLM(OPTPreTrainedModel):
+class OPTForCausalLM(GenerationMixin, OPTPreTrainedModel):
     """The language model: logits over the vocabulary from the (tied) token embeddings."""
 
     def __init__(self, config: OPTConfig):

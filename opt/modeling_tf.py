@@ -48,6 +48,7 @@ from ..common.outputs import (
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import check_rank
+from ..generation.mixin_tf import TFGenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
 
@@ -300,7 +301,7 @@ class TFOPTModel(TFOPTPreTrainedModel):
         return returned(out, return_dict, self.config)
 
 
-class TFOPTForCausalLM(TFOPTPreTrainedModel):
+class TFOPTForCausalLM(TFGenerationMixin, TFOPTPreTrainedModel):
     """Next-token logits; ``lm_head`` is the token embedding matrix unless ``tie_word_embeddings`` is False."""
 
     def __init__(self, config: OPTConfig, *, dtype=None, name=None):

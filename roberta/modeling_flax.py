@@ -6,6 +6,10 @@ The ``FlaxRobertaPreLayerNorm*`` classes only set that switch, the config class 
 
 Linen modules (``Flax...Module`` and the blocks) compute; the public classes are thin model objects holding
 ``module``, ``params`` and ``config``, called as ``model(input_ids, attention_mask=..., params=..., train=...)``.
+
+A decoder (``is_decoder``) takes two caches: the per-layer (key, value) tuples of transformers (grown by
+concatenation), and a ``StaticCache`` from ``init_cache`` with preallocated slots, whose steps keep their shapes:
+a jitted step function compiles once.
 """
 
 from __future__ import annotations
@@ -13,25 +17,32 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..common.cache import StaticCache
 from ..common.layers_flax import (
     ClassificationHead,
     Embed,
     LMHead,
     Pooler,
     activation,
+    additive_mask,
     attention,
     attention_bias,
     causal_lm_loss,
+    check_static_cache_room,
     concrete,
     cross_entropy,
     dense,
     layer_head_masks,
     layer_norm,
+    new_static_cache,
     question_answering_output,
     sequence_classification_loss,
+    static_cache_keep_mask,
+    static_cache_update,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -43,6 +54,7 @@ from ..common.outputs import (
     TokenClassifierOutput,
 )
 from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
+from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
 
@@ -76,6 +88,28 @@ def create_position_ids(input_ids: Array, padding_idx: int, past_length: int = 0
     """
     real = (input_ids != padding_idx).astype(jnp.int32)
     return (jnp.cumsum(real, axis=1) + past_length) * real + padding_idx
+
+
+def position_ids_from_slot_mask(slot_mask: Array, padding_idx: int, index: Array, seq: int) -> Array:
+    """With a StaticCache: RoBERTa's numbering of the slots ``slot_mask`` [batch, max_length] keeps (from
+    ``padding_idx + 1``; padding keeps ``padding_idx``), for the ``seq`` slots written from ``index`` (which may be
+    traced). It equals the numbering of the input ids on an unpadded row, and gives a left-padded row the
+    positions of its unpadded row."""
+    mask = jnp.asarray(slot_mask, jnp.int32)
+    positions = padding_idx + jnp.cumsum(mask, axis=1) * mask
+    return jax.lax.dynamic_slice_in_dim(positions, jnp.asarray(index, jnp.int32), seq, axis=1)
+
+
+def check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
+    """A StaticCache serves a decoder, and its slots must fit the position table (positions start after the
+    padding index)."""
+    if not config.is_decoder:
+        raise ValueError("a StaticCache needs a decoder: set is_decoder=True in the config")
+    if max_length > config.max_sequence_length:
+        raise ValueError(
+            f"a StaticCache of {max_length} slots exceeds the {config.max_sequence_length} positions the model "
+            f"allows (max_position_embeddings - pad_token_id - 1)"
+        )
 
 
 class FlaxRobertaEmbeddings(_Block):
@@ -129,8 +163,12 @@ class FlaxRobertaSelfAttention(_Block):
         return x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
 
     def __call__(self, hidden_states, bias, head_mask, key_value_states=None, past: LayerCache | None = None,
-                 deterministic: bool = True, output_attentions: bool = False):
-        """Returns (context [batch, seq, hidden], probabilities or None, (k, v) [batch, heads, keys, head_dim])."""
+                 cache_index: Array | None = None, deterministic: bool = True, output_attentions: bool = False):
+        """Returns (context [batch, seq, hidden], probabilities or None, (k, v) [batch, heads, keys, head_dim]).
+
+        ``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past`` from that index
+        instead of appending them.
+        """
         query = self._heads(self.query(hidden_states))
         if key_value_states is not None and past is not None:
             # Cross-attention keys and values depend only on the encoder output: computed once, then cached.
@@ -139,11 +177,10 @@ class FlaxRobertaSelfAttention(_Block):
             source = hidden_states if key_value_states is None else key_value_states
             key, value = self._heads(self.key(source)), self._heads(self.value(source))
             if past is not None:
-                key = jnp.concatenate([jnp.swapaxes(past[0], 1, 2).astype(key.dtype), key], axis=1)
-                value = jnp.concatenate([jnp.swapaxes(past[1], 1, 2).astype(value.dtype), value], axis=1)
+                key, value = self._after_past(past, key, value, cache_index)
         offset = None
         if self.position_embedding_type != "absolute":
-            offset = self._relative_scores(query, key)
+            offset = self._relative_scores(query, key, cache_index)
         rate = self.config.attention_probs_dropout_prob
         context, probs = attention(
             query, key, value, bias, score_offset=offset, head_mask=head_mask, dropout_rate=rate,
@@ -153,14 +190,28 @@ class FlaxRobertaSelfAttention(_Block):
         context = context.reshape(context.shape[:2] + (-1,))
         return context, probs, (jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2))
 
-    def _relative_scores(self, query, key):
+    @staticmethod
+    def _after_past(past: LayerCache, key, value, cache_index):
+        """The cached keys and values with the new ones [batch, seq, heads, head_dim]: appended, or written into a
+        StaticCache's slots from ``cache_index``."""
+        if cache_index is None:
+            return (jnp.concatenate([jnp.swapaxes(past[0], 1, 2).astype(key.dtype), key], axis=1),
+                    jnp.concatenate([jnp.swapaxes(past[1], 1, 2).astype(value.dtype), value], axis=1))
+        written = static_cache_update(past[0], past[1], jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2),
+                                      cache_index)
+        return tuple(jnp.swapaxes(t, 1, 2) for t in written)
+
+    def _relative_scores(self, query, key, cache_index):
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query).
 
-        The queries are the last positions, after any cached keys. (transformers 4.x places every query at the last
-        key whenever a cache is in use, which is wrong for multi-token passes; one-token steps agree.)
+        The queries are the last positions, after any cached keys, or with a StaticCache its slots from
+        ``cache_index`` (its keys are all its slots, the ones not written yet being masked). (transformers 4.x
+        places every query at the last key whenever a cache is in use, which is wrong for multi-token passes;
+        one-token steps agree.)
         """
         query_length, key_length = query.shape[1], key.shape[1]
-        query_positions = jnp.arange(key_length - query_length, key_length)[:, None]
+        first_query = key_length - query_length if cache_index is None else jnp.asarray(cache_index, jnp.int32)
+        query_positions = (first_query + jnp.arange(query_length))[:, None]
         distance = query_positions - jnp.arange(key_length)[None, :]
         table = self.distance_embedding(distance + self.config.max_position_embeddings - 1).astype(query.dtype)
         table = jnp.broadcast_to(table, (query_length,) + table.shape[1:])
@@ -197,10 +248,10 @@ class FlaxRobertaAttention(_Block):
         if self.pre_layer_norm:
             self.LayerNorm = self._layer_norm()
 
-    def __call__(self, hidden_states, bias, head_mask, key_value_states=None, past=None, deterministic=True,
-                 output_attentions=False):
+    def __call__(self, hidden_states, bias, head_mask, key_value_states=None, past=None, cache_index=None,
+                 deterministic=True, output_attentions=False):
         normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
-        context, probs, cache = self.self(normed, bias, head_mask, key_value_states, past, deterministic,
+        context, probs, cache = self.self(normed, bias, head_mask, key_value_states, past, cache_index, deterministic,
                                           output_attentions)
         return self.output(context, hidden_states, deterministic), probs, cache
 
@@ -230,10 +281,10 @@ class FlaxRobertaLayer(_Block):
         self.output = FlaxRobertaResidual(*blocks)
 
     def __call__(self, hidden_states, bias, head_mask, encoder_hidden_states, encoder_bias, past: LayerCache | None,
-                 deterministic: bool, output_attentions: bool):
+                 cache_index: Array | None, deterministic: bool, output_attentions: bool):
         """Returns (output, self-attention probabilities, cross-attention probabilities, this layer's cache)."""
         attended, self_probs, cache = self.attention(hidden_states, bias, head_mask, None,
-                                                     None if past is None else past[:2], deterministic,
+                                                     None if past is None else past[:2], cache_index, deterministic,
                                                      output_attentions)
         cross_probs = None
         if self.config.is_decoder and encoder_hidden_states is not None:
@@ -242,7 +293,8 @@ class FlaxRobertaLayer(_Block):
                                  "set add_cross_attention=True in the config")
             cross_past = past[2:] if past is not None and len(past) == 4 else None
             attended, cross_probs, cross_cache = self.crossattention(
-                attended, encoder_bias, head_mask, encoder_hidden_states, cross_past, deterministic, output_attentions)
+                attended, encoder_bias, head_mask, encoder_hidden_states, cross_past, None, deterministic,
+                output_attentions)
             cache = cache + cross_cache
         output = self.output(self.intermediate(attended), attended, deterministic)
         return output, self_probs, cross_probs, cache
@@ -256,14 +308,15 @@ class FlaxRobertaLayerCollection(_Block):
                        for i in range(self.config.num_hidden_layers)]
 
     def __call__(self, hidden_states, bias, head_mask, encoder_hidden_states, encoder_bias, past_key_values,
-                 deterministic, output_attentions, output_hidden_states):
+                 cache_index, deterministic, output_attentions, output_hidden_states):
         all_hidden, all_self, all_cross, cache = [], [], [], []
         head_masks = layer_head_masks(head_mask, len(self.layers), self.config.num_attention_heads)
         for i, layer in enumerate(self.layers):
             all_hidden.append(hidden_states)
             hidden_states, self_probs, cross_probs, layer_cache = layer(
                 hidden_states, bias, head_masks[i], encoder_hidden_states, encoder_bias,
-                None if past_key_values is None else past_key_values[i], deterministic, output_attentions)
+                None if past_key_values is None else past_key_values[i], cache_index, deterministic,
+                output_attentions)
             all_self.append(self_probs)
             all_cross.append(cross_probs)
             cache.append(layer_cache)
@@ -311,13 +364,22 @@ class FlaxRobertaModule(_Block):
         use_cache = (c.use_cache if use_cache is None else use_cache) if c.is_decoder else False
 
         batch, seq = input_shape(input_ids, inputs_embeds)
-        past_length = self._past_length(past_key_values)
-        if use_cache and past_key_values is None:
-            past_key_values = self._empty_cache(batch)
-        check_sequence_length(seq + past_length, c.max_sequence_length)
+        static = isinstance(past_key_values, StaticCache)
+        if static:
+            static_bias, position_ids = self._static_cache_inputs(
+                past_key_values, attention_mask, position_ids, encoder_hidden_states, batch, seq)
+            past_length, past_layers, use_cache = past_key_values.index, past_key_values.layers, True
+        else:
+            past_length = self._past_length(past_key_values)
+            past_layers = self._empty_cache(batch) if use_cache and past_key_values is None else past_key_values
+            check_sequence_length(seq + past_length, c.max_sequence_length)
 
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length, deterministic)
-        bias = attention_bias(attention_mask, batch, seq, past_length + seq, causal=c.is_decoder, dtype=self.dtype)
+        if static:
+            bias = static_bias
+        else:
+            bias = attention_bias(attention_mask, batch, seq, past_length + seq, causal=c.is_decoder,
+                                  dtype=self.dtype)
         encoder_bias = None
         if c.is_decoder and encoder_hidden_states is not None:
             encoder_bias = attention_bias(encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1],
@@ -325,18 +387,42 @@ class FlaxRobertaModule(_Block):
             encoder_hidden_states = jnp.asarray(encoder_hidden_states, self.dtype)
 
         sequence, all_hidden, all_self, all_cross, cache = self.encoder(
-            hidden, bias, head_mask, encoder_hidden_states, encoder_bias, past_key_values, deterministic,
-            output_attentions, output_hidden_states)
+            hidden, bias, head_mask, encoder_hidden_states, encoder_bias, past_layers, past_length if static else None,
+            deterministic, output_attentions, output_hidden_states)
         if self.pre_layer_norm:
             sequence = self.LayerNorm(sequence)
+        if static:
+            past = StaticCache(cache, past_length + seq)
+        else:
+            past = cache if use_cache else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.add_pooling_layer else None,
             hidden_states=all_hidden,
-            past_key_values=cache if use_cache else None,
+            past_key_values=past,
             attentions=all_self,
             cross_attentions=all_cross,
         )
+
+    def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, encoder_hidden_states,
+                             batch: int, seq: int):
+        """(the attention bias of the new queries over all slots, their position ids) for a call with a
+        StaticCache; ``attention_mask`` [batch, max_length] covers every slot (None keeps them all)."""
+        c = self.config
+        if encoder_hidden_states is not None:
+            raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
+                                      "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
+        check_static_cache_slots(c, cache.max_length)
+        if len(cache.layers) != c.num_hidden_layers:
+            raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
+                             f"{c.num_hidden_layers}")
+        check_static_cache_room(cache.index, seq, cache.max_length)
+        if attention_mask is None:
+            attention_mask = jnp.ones((batch, cache.max_length), jnp.int32)
+        keep = static_cache_keep_mask(attention_mask, cache.index, seq, cache.max_length, batch)
+        if position_ids is None:
+            position_ids = position_ids_from_slot_mask(attention_mask, c.pad_token_id, cache.index, seq)
+        return additive_mask(keep, self.dtype), position_ids
 
     def _empty_cache(self, batch: int) -> tuple[LayerCache, ...]:
         """Zero-length self-attention caches: a first pass with ``use_cache`` runs as a cached pass (as in HF)."""
@@ -507,6 +593,19 @@ class FlaxRobertaPreTrainedModel(FlaxPreTrainedModel):
     def weights_spec(self):
         return weights_spec(self.config, self.base_model_prefix)
 
+    def init_cache(self, batch_size: int, max_length: int) -> StaticCache:
+        """A StaticCache of ``max_length`` zero slots per layer for compiled generation (index 0); a decoder's only.
+
+        Pass it as ``past_key_values`` with an ``attention_mask`` of [batch_size, max_length] (0 for padding; what
+        it says of slots not yet written does not matter); each call writes its tokens at the cache's index and
+        returns the cache advanced past them, with the same shapes, so a jitted step compiles once. Positions then
+        come from that mask, so a left-padded row gets the positions of its unpadded row.
+        """
+        c = self.config
+        check_static_cache_slots(c, max_length)
+        return new_static_cache(c.num_hidden_layers, batch_size, c.num_attention_heads, max_length,
+                                c.hidden_size // c.num_attention_heads, self.dtype)
+
     def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
         inputs = {"input_ids": jnp.zeros(input_shape, jnp.int32)}
         if self.config.add_cross_attention:
@@ -540,7 +639,8 @@ class FlaxRobertaPreTrainedModel(FlaxPreTrainedModel):
         """Run the model; a pure function of ``params`` (default: ``self.params``).
 
         ``train=True`` enables dropout and needs ``dropout_rng``. ``past_key_values`` is a tuple over layers of
-        (k, v) or (k, v, cross_k, cross_v), each [batch, heads, seq, head_dim]. Heads compute the loss from
+        (k, v) or (k, v, cross_k, cross_v), each [batch, heads, seq, head_dim], or (a decoder's) StaticCache from
+        ``init_cache`` (``attention_mask`` then covers all its slots). Heads compute the loss from
         ``labels`` (question answering: ``start_positions`` and ``end_positions``) as Hugging Face does.
         """
         targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
@@ -571,7 +671,7 @@ class FlaxRobertaForMaskedLM(FlaxRobertaPreTrainedModel):
     module_class = FlaxRobertaForMaskedLMModule
 
 
-class FlaxRobertaForCausalLM(FlaxRobertaPreTrainedModel):
+class FlaxRobertaForCausalLM(FlaxGenerationMixin, FlaxRobertaPreTrainedModel):
     """Left-to-right language model (set ``is_decoder=True``); returns the cache when ``use_cache``."""
 
     module_class = FlaxRobertaForCausalLMModule

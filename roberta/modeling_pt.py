@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..common.cache import StaticCache
 from ..common.layers_pt import (
     ClassificationHead,
     LMHead,
@@ -21,14 +22,20 @@ from ..common.layers_pt import (
     causal_lm_loss,
     check_ids,
     check_indices,
+    check_static_cache_length,
+    check_static_cache_room,
     eager_attention,
     head_mask_per_layer,
     merge_heads,
+    new_static_cache,
     padding_keep_mask,
     sdpa_attention,
     sequence_classification_loss,
     span_logits_and_loss,
     split_heads,
+    static_cache_keep_mask,
+    static_cache_slots,
+    static_cache_update,
     token_loss,
     tuple_or_none,
 )
@@ -42,8 +49,10 @@ from ..common.outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
+    as_encoder_output,
 )
 from ..common.validation import check_rank, check_sequence_length, input_shape
+from ..generation.mixin_pt import GenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
 
@@ -52,6 +61,14 @@ def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int, past_
     """RoBERTa numbers real tokens from ``padding_idx + 1`` (after the cached ones); padding keeps ``padding_idx``."""
     is_token = input_ids.ne(padding_idx).int()
     return ((torch.cumsum(is_token, dim=1).type_as(is_token) + past_length) * is_token).long() + padding_idx
+
+
+def static_position_ids(attention_mask: torch.Tensor, padding_idx: int, index: torch.Tensor, seq: int) -> torch.Tensor:
+    """Positions of ``seq`` tokens written at a StaticCache's ``index``, numbered from the mask over every slot:
+    RoBERTa's own numbering for an unpadded row, and for a left-padded row the positions of its unpadded row."""
+    mask = attention_mask.long()
+    positions = torch.cumsum(mask, dim=1) * mask + padding_idx
+    return positions.index_select(1, static_cache_slots(index, seq))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -115,37 +132,43 @@ class RobertaSelfAttention(nn.Module):
             self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_size)
 
     def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-                output_attentions=False):
+                output_attentions=False, cache_index=None):
+        """``cache_index``: where a StaticCache (whose slots ``past_key_value`` holds) writes the new keys."""
         query = split_heads(self.query(hidden_states), self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
         dropout_p = self.dropout_prob if self.training else 0.0
         if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
             context, probs = eager_attention(
                 query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
-                extra_scores=self._relative_scores(query, key),
+                extra_scores=self._relative_scores(query, key, cache_index),
             )
         else:
             context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p), None
         return merge_heads(context), probs, (key, value)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+    def project_key_value(self, source):
+        """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
+        return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
+
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
         if key_value_states is not None and past_key_value is not None:
             return past_key_value  # the encoder's keys and values, computed at the first step
-        source = hidden_states if key_value_states is None else key_value_states
-        key = split_heads(self.key(source), self.num_heads)
-        value = split_heads(self.value(source), self.num_heads)
-        if past_key_value is not None:
-            key = torch.cat([past_key_value[0], key], dim=2)
-            value = torch.cat([past_key_value[1], value], dim=2)
-        return key, value
+        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
+        if past_key_value is None:
+            return key, value
+        if cache_index is not None:
+            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+        return torch.cat([past_key_value[0], key], dim=2), torch.cat([past_key_value[1], value], dim=2)
 
-    def _relative_scores(self, query, key) -> list[torch.Tensor]:
+    def _relative_scores(self, query, key, cache_index=None) -> list[torch.Tensor]:
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
         if self.position_embedding_type == "absolute":
             return []
         query_length, key_length = query.shape[2], key.shape[2]
-        # The queries are the last positions: the cached keys come before them.
-        query_positions = torch.arange(key_length - query_length, key_length, device=query.device)
+        if cache_index is None:  # the queries are the last positions: the cached keys come before them
+            query_positions = torch.arange(key_length - query_length, key_length, device=query.device)
+        else:  # the keys are a StaticCache's slots, the queries written at its index
+            query_positions = static_cache_slots(cache_index, query_length)
         key_positions = torch.arange(key_length, device=query.device)
         distance = query_positions[:, None] - key_positions[None, :]
         table = self.distance_embedding(distance + self.max_position_embeddings - 1).to(query.dtype)
@@ -186,10 +209,10 @@ class RobertaAttention(nn.Module):
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-                output_attentions=False):
+                output_attentions=False, cache_index=None):
         normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
         context, probs, key_value = self.self(
-            normed, mask, head_mask, key_value_states, past_key_value, output_attentions
+            normed, mask, head_mask, key_value_states, past_key_value, output_attentions, cache_index
         )
         return self.output(context, hidden_states), probs, key_value
 
@@ -221,11 +244,14 @@ class RobertaLayer(nn.Module):
         self.output = RobertaResidualOutput(config, config.intermediate_size, pre_layer_norm)
 
     def forward(self, hidden_states, mask=None, head_mask=None, encoder_hidden_states=None, encoder_mask=None,
-                past_key_value=None, output_attentions=False):
-        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer)."""
+                past_key_value=None, output_attentions=False, cache_index=None):
+        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer).
+
+        ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        """
         self_past = past_key_value[:2] if past_key_value is not None else None
         hidden_states, self_probs, cache = self.attention(
-            hidden_states, mask, head_mask, None, self_past, output_attentions
+            hidden_states, mask, head_mask, None, self_past, output_attentions, cache_index
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -238,7 +264,9 @@ class RobertaLayer(nn.Module):
             hidden_states, cross_probs, cross_cache = self.crossattention(
                 hidden_states, encoder_mask, head_mask, encoder_hidden_states, cross_past, output_attentions
             )
-            cache = cache + cross_cache
+            # A StaticCache keeps its structure from step to step: cross entries only where it had them.
+            if cache_index is None or cross_past is not None:
+                cache = cache + cross_cache
         hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
         return hidden_states, self_probs, cross_probs, cache
 
@@ -250,7 +278,10 @@ class RobertaEncoder(nn.Module):
         self.layer = nn.ModuleList([RobertaLayer(config, pre_layer_norm) for _ in range(config.num_hidden_layers)])
 
     def forward(self, hidden_states, mask=None, head_masks=None, encoder_hidden_states=None, encoder_mask=None,
-                past_key_values=None, use_cache=False, output_attentions=False, output_hidden_states=False):
+                past_key_values=None, use_cache=False, output_attentions=False, output_hidden_states=False,
+                cache_index=None):
+        """``past_key_values``: per layer (key, value[, cross_key, cross_value]), the slots of a StaticCache when
+        ``cache_index`` is given."""
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
         all_cross = [] if output_attentions and self.config.add_cross_attention else None
@@ -260,7 +291,7 @@ class RobertaEncoder(nn.Module):
                 all_hidden.append(hidden_states)
             hidden_states, self_probs, cross_probs, layer_cache = layer(
                 hidden_states, mask, head_masks[i], encoder_hidden_states, encoder_mask,
-                past_key_values[i] if past_key_values is not None else None, output_attentions,
+                past_key_values[i] if past_key_values is not None else None, output_attentions, cache_index,
             )
             if output_attentions:
                 all_self.append(self_probs)
@@ -341,11 +372,23 @@ class RobertaModel(RobertaPreTrainedModel):
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = input_shape(input_ids, inputs_embeds)
-        past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
-        check_sequence_length(seq + past_length, config.max_sequence_length)
+        static = isinstance(past_key_values, StaticCache)
+        if static:
+            cache_index, past_layers, use_cache = past_key_values.index, past_key_values.layers, True
+            attention_mask, position_ids = self._static_cache_inputs(
+                past_key_values, attention_mask, position_ids, batch, seq)
+            past_length = cache_index
+        else:
+            cache_index, past_layers = None, past_key_values
+            past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+            check_sequence_length(seq + past_length, config.max_sequence_length)
 
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
-        mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings)
+        if static:
+            keep = static_cache_keep_mask(attention_mask, cache_index, seq, past_key_values.max_length, batch)
+            mask = additive_mask(keep, embeddings.dtype)
+        else:
+            mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings)
         if not (config.is_decoder and encoder_hidden_states is not None):
             encoder_hidden_states = encoder_mask = None  # an encoder ignores them, as in transformers
         else:
@@ -356,8 +399,8 @@ class RobertaModel(RobertaPreTrainedModel):
                                          embeddings.dtype)
 
         encoded = self.encoder(
-            embeddings, mask, head_masks, encoder_hidden_states, encoder_mask, past_key_values, use_cache,
-            output_attentions, output_hidden_states,
+            embeddings, mask, head_masks, encoder_hidden_states, encoder_mask, past_layers, use_cache,
+            output_attentions, output_hidden_states, cache_index,
         )
         sequence_output = encoded.last_hidden_state
         if self.pre_layer_norm:
@@ -366,11 +409,25 @@ class RobertaModel(RobertaPreTrainedModel):
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
             hidden_states=encoded.hidden_states,
-            past_key_values=encoded.past_key_values,
+            past_key_values=StaticCache(encoded.past_key_values, cache_index + seq) if static
+            else encoded.past_key_values,
             attentions=encoded.attentions,
             cross_attentions=encoded.cross_attentions,
         )
         return self.returned(out, return_dict)
+
+    def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, batch: int, seq: int):
+        """(mask over every slot, position ids) of ``seq`` tokens written at the cache's index; the positions, when
+        not given, are numbered from the mask (see ``static_position_ids``)."""
+        if not self.config.is_decoder:
+            raise ValueError("a StaticCache needs a decoder: build the model with is_decoder=True")
+        # init_cache checked its slots against the positions; the room left is checked before any is read.
+        check_static_cache_room(cache.index, seq, cache.max_length)
+        if attention_mask is None:
+            attention_mask = torch.ones((batch, cache.max_length), dtype=torch.long, device=cache.index.device)
+        if position_ids is None:
+            position_ids = static_position_ids(attention_mask, self.config.pad_token_id, cache.index, seq)
+        return attention_mask, position_ids
 
     def _self_attention_mask(self, attention_mask, batch, seq, past_length, embeddings):
         """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
@@ -417,7 +474,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
         return self.returned(out, return_dict)
 
 
-class RobertaForCausalLM(RobertaPreTrainedModel):
+class RobertaForCausalLM(GenerationMixin, RobertaPreTrainedModel):
     """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
 
     def __init__(self, config: RobertaConfig):
@@ -428,6 +485,32 @@ class RobertaForCausalLM(RobertaPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
+
+    def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None) -> StaticCache:
+        """A StaticCache for compiled generation: ``max_length`` zero slots per layer and index 0.
+
+        With ``encoder_outputs`` (an output, a tuple or the encoder's last hidden state; the model needs
+        ``add_cross_attention``) each layer's cross-attention keys and values are computed once and stored as its
+        3rd and 4th entries. Pass the cache as ``past_key_values`` with an ``attention_mask`` over all
+        ``max_length`` slots (0 for padding); positions are then numbered from that mask, so a left-padded row
+        gets the positions of its unpadded row. Each call writes at the cache's index and returns it advanced.
+        """
+        config = self.config
+        if not config.is_decoder:
+            raise ValueError("init_cache needs a decoder: build the model with is_decoder=True")
+        check_static_cache_length(max_length, config.max_sequence_length,
+                                  "max_position_embeddings - pad_token_id - 1")
+        layers = self.base_model.encoder.layer
+        cross = None
+        if encoder_outputs is not None:
+            if not config.add_cross_attention:
+                raise ValueError("encoder_outputs were given, but the model has no cross-attention layers; "
+                                 "build it with is_decoder=True and add_cross_attention=True")
+            encoder_hidden_states = as_encoder_output(encoder_outputs).last_hidden_state
+            cross = [layer.crossattention.self.project_key_value(encoder_hidden_states) for layer in layers]
+        heads = config.num_attention_heads
+        return new_static_cache(len(layers), batch_size, heads, max_length, config.hidden_size // heads,
+                                self.dtype, self.device, cross)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,

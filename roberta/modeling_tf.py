@@ -3,6 +3,10 @@
 The same blocks as ``modeling_pt.py``, as Keras layers stored on attributes with Hugging Face's module names,
 so the variable paths map to canonical checkpoint names. ``pre_layer_norm`` switches between RoBERTa's
 "add, then norm" and fairseq's ``--encoder-normalize-before`` (norm before each sublayer, one after the encoder).
+
+A decoder (``is_decoder``) takes two caches: the per-layer (key, value) tuples of transformers (grown by
+concatenation), and a ``StaticCache`` from ``init_cache`` with preallocated slots, whose steps keep their shapes
+under ``tf.function(jit_compile=True)``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from ..common.cache import StaticCache
 from ..common.layers_tf import (
     Block,
     ClassificationHead,
@@ -20,6 +25,7 @@ from ..common.layers_tf import (
     causal_keep_mask,
     causal_lm_loss,
     check_length,
+    check_static_cache_room,
     dense,
     dim,
     eager_attention,
@@ -29,12 +35,15 @@ from ..common.layers_tf import (
     lookup_indices,
     lookup_token_ids,
     merge_heads,
+    new_static_cache,
     padding_keep_mask,
     question_answering_output,
     sequence_classification_loss,
     span_labels,
     span_loss,
     split_heads,
+    static_cache_keep_mask,
+    static_cache_update,
     token_loss,
     tuple_or_none,
 )
@@ -49,6 +58,7 @@ from ..common.outputs import (
     TokenClassifierOutput,
 )
 from ..common.validation import check_rank
+from ..generation.mixin_tf import TFGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
 
@@ -57,6 +67,28 @@ def position_ids_from_input_ids(input_ids, padding_idx: int, past_length=0):
     """RoBERTa numbers real tokens from ``padding_idx + 1`` (after the cached ones); padding keeps ``padding_idx``."""
     is_token = tf.cast(input_ids != padding_idx, input_ids.dtype)
     return (tf.cumsum(is_token, axis=1) + tf.cast(past_length, input_ids.dtype)) * is_token + padding_idx
+
+
+def position_ids_from_slot_mask(slot_mask, padding_idx: int, index, seq: int):
+    """With a StaticCache: RoBERTa's numbering of the slots ``slot_mask`` [batch, max_length] keeps (from
+    ``padding_idx + 1``; padding keeps ``padding_idx``), for the ``seq`` slots written from ``index`` (which may be
+    traced). It equals the numbering of the input ids on an unpadded row, and gives a left-padded row the
+    positions of its unpadded row."""
+    mask = tf.cast(slot_mask, tf.int32)
+    positions = padding_idx + tf.cumsum(mask, axis=1) * mask
+    return tf.gather(positions, tf.cast(index, tf.int32) + tf.range(seq), axis=1)
+
+
+def check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
+    """A StaticCache serves a decoder, and its slots must fit the position table (positions start after the
+    padding index)."""
+    if not config.is_decoder:
+        raise ValueError("a StaticCache needs a decoder: set is_decoder=True in the config")
+    if max_length > config.max_sequence_length:
+        raise ValueError(
+            f"a StaticCache of {max_length} slots exceeds the {config.max_sequence_length} positions the model "
+            f"allows (max_position_embeddings - pad_token_id - 1)"
+        )
 
 
 def _classifier_dropout(config: RobertaConfig) -> float:
@@ -134,33 +166,38 @@ class TFRobertaSelfAttention(Block):
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-             training=False):
+             cache_index=None, training=False):
+        """``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past_key_value``
+        from that index instead of appending them."""
         query = split_heads(self.query(hidden_states), self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value)
+        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
         context, probs = eager_attention(
             query, key, value, attention_mask, dropout=self.dropout, training=training, head_mask=head_mask,
-            extra_scores=self._relative_scores(query, key),
+            extra_scores=self._relative_scores(query, key, cache_index),
         )
         return merge_heads(context), probs, (key, value)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value):
+    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
         if key_value_states is not None and past_key_value is not None:
             return tuple(past_key_value)  # the encoder's keys and values, computed at the first step
         source = hidden_states if key_value_states is None else key_value_states
         key = split_heads(self.key(source), self.num_heads)
         value = split_heads(self.value(source), self.num_heads)
-        if past_key_value is not None:
-            key = tf.concat([past_key_value[0], key], axis=2)
-            value = tf.concat([past_key_value[1], value], axis=2)
-        return key, value
+        if past_key_value is None:
+            return key, value
+        if cache_index is not None:
+            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+        return tf.concat([past_key_value[0], key], axis=2), tf.concat([past_key_value[1], value], axis=2)
 
-    def _relative_scores(self, query, key) -> list:
+    def _relative_scores(self, query, key, cache_index) -> list:
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
         if self.position_embedding_type == "absolute":
             return []
         query_length, key_length = dim(query, 2), dim(key, 2)
-        # The queries are the last positions: the cached keys come before them.
-        query_positions = tf.range(key_length - query_length, key_length)
+        # The queries come after the cached keys: the last positions, or a StaticCache's slots from its index
+        # (its keys are all its slots, the ones not written yet being masked).
+        first_query = key_length - query_length if cache_index is None else tf.cast(cache_index, tf.int32)
+        query_positions = first_query + tf.range(query_length)
         distance = query_positions[:, None] - tf.range(key_length)[None, :]
         table = tf.gather(self.distance_embedding.embeddings, distance + self.max_position_embeddings - 1)
         table = tf.cast(table, query.dtype)
@@ -205,11 +242,11 @@ class TFRobertaAttention(Block):
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-             training=False):
+             cache_index=None, training=False):
         normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
         context, probs, key_value = self.self(
             normed, attention_mask=attention_mask, head_mask=head_mask, key_value_states=key_value_states,
-            past_key_value=past_key_value, training=training,
+            past_key_value=past_key_value, cache_index=cache_index, training=training,
         )
         return self.output(context, residual=hidden_states, training=training), probs, key_value
 
@@ -249,12 +286,12 @@ class TFRobertaLayer(Block):
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, past_key_value=None, training=False):
+             encoder_attention_mask=None, past_key_value=None, cache_index=None, training=False):
         """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer)."""
         self_past = past_key_value[:2] if past_key_value is not None else None
         hidden_states, self_probs, cache = self.attention(
             hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
-            training=training,
+            cache_index=cache_index, training=training,
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -284,8 +321,8 @@ class TFRobertaEncoder(Block):
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_masks=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, past_key_values=None, use_cache=False, output_attentions=False,
-             output_hidden_states=False, training=False):
+             encoder_attention_mask=None, past_key_values=None, cache_index=None, use_cache=False,
+             output_attentions=False, output_hidden_states=False, training=False):
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
         all_cross = [] if output_attentions and self.config.add_cross_attention else None
@@ -296,7 +333,8 @@ class TFRobertaEncoder(Block):
             hidden_states, self_probs, cross_probs, layer_cache = layer(
                 hidden_states, attention_mask=attention_mask, head_mask=head_masks[i],
                 encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-                past_key_value=past_key_values[i] if past_key_values is not None else None, training=training,
+                past_key_value=past_key_values[i] if past_key_values is not None else None, cache_index=cache_index,
+                training=training,
             )
             if output_attentions:
                 all_self.append(self_probs)
@@ -331,6 +369,19 @@ class TFRobertaPreTrainedModel(TFPreTrainedModel):
 
     def weights_spec(self):
         return weights_spec(self.config, self.base_model_prefix)
+
+    def init_cache(self, batch_size: int, max_length: int) -> StaticCache:
+        """A StaticCache of ``max_length`` zero slots per layer for compiled generation (index 0); a decoder's only.
+
+        Pass it as ``past_key_values`` with an ``attention_mask`` of [batch_size, max_length] (0 for padding; what
+        it says of slots not yet written does not matter); each call writes its tokens at the cache's index and
+        returns the cache advanced past them. Positions then come from that mask, so a left-padded row gets the
+        positions of its unpadded row.
+        """
+        config = self.config
+        check_static_cache_slots(config, max_length)
+        return new_static_cache(config.num_hidden_layers, batch_size, config.num_attention_heads, max_length,
+                                config.hidden_size // config.num_attention_heads, self.dtype_policy.compute_dtype)
 
     def _add_base_model(self, add_pooling_layer: bool) -> None:
         base = self.base_model_class()(
@@ -378,14 +429,24 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = _input_shape(input_ids, inputs_embeds)
-        past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
-        check_length(seq + past_length, config.max_sequence_length)
+        static = isinstance(past_key_values, StaticCache)
+        if static:
+            static_mask, position_ids = self._static_cache_inputs(
+                past_key_values, attention_mask, position_ids, encoder_hidden_states, batch, seq
+            )
+            past_length, use_cache = past_key_values.index, True
+        else:
+            past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
+            check_length(seq + past_length, config.max_sequence_length)
 
         embeddings = self.embeddings(
             input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
             past_length=past_length, training=training,
         )
-        mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings.dtype)
+        if static:
+            mask = static_mask
+        else:
+            mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings.dtype)
         if not (config.is_decoder and encoder_hidden_states is not None):
             encoder_hidden_states = encoder_mask = None  # an encoder ignores them, as in transformers
         else:
@@ -397,21 +458,45 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
 
         encoded = self.encoder(
             embeddings, attention_mask=mask, head_masks=head_masks, encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_mask, past_key_values=past_key_values, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training,
+            encoder_attention_mask=encoder_mask,
+            past_key_values=past_key_values.layers if static else past_key_values,
+            cache_index=past_length if static else None, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, training=training,
         )
         sequence_output = encoded.last_hidden_state
         if self.pre_layer_norm:
             sequence_output = self.LayerNorm(sequence_output)
+        past = StaticCache(encoded.past_key_values, past_length + seq) if static else encoded.past_key_values
         out = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
             hidden_states=encoded.hidden_states,
-            past_key_values=encoded.past_key_values,
+            past_key_values=past,
             attentions=encoded.attentions,
             cross_attentions=encoded.cross_attentions,
         )
         return returned(out, return_dict, config)
+
+    def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, encoder_hidden_states, batch,
+                             seq: int):
+        """(the additive mask of the new queries over all slots, their position ids) for a call with a StaticCache;
+        ``attention_mask`` [batch, max_length] covers every slot (None keeps them all)."""
+        config = self.config
+        if encoder_hidden_states is not None:
+            raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
+                                      "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
+        check_static_cache_slots(config, cache.max_length)
+        if len(cache.layers) != config.num_hidden_layers:
+            raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
+                             f"{config.num_hidden_layers}")
+        check_static_cache_room(cache.index, seq, cache.max_length)
+        if attention_mask is None:
+            attention_mask = tf.ones([batch, cache.max_length], tf.int32)
+        dtype = self.compute_dtype
+        keep = static_cache_keep_mask(attention_mask, cache.index, seq, cache.max_length, batch, dtype)
+        if position_ids is None:
+            position_ids = position_ids_from_slot_mask(attention_mask, config.pad_token_id, cache.index, seq)
+        return additive_mask(keep, dtype), position_ids
 
     def _self_attention_mask(self, attention_mask, batch, seq, past_length, dtype):
         """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
@@ -473,7 +558,7 @@ class TFRobertaForMaskedLM(TFRobertaPreTrainedModel):
         return token_loss(output.logits, labels)
 
 
-class TFRobertaForCausalLM(TFRobertaPreTrainedModel):
+class TFRobertaForCausalLM(TFGenerationMixin, TFRobertaPreTrainedModel):
     """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
 
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
