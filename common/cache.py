@@ -1,9 +1,10 @@
-"""The static key/value cache of the TensorFlow and Flax decoders, built for compiled generation.
+"""The static key/value cache of the decoders in all three frameworks, built for compiled generation.
 
-A generation loop under ``tf.function(jit_compile=True)`` or ``jax.jit`` needs shapes that do not change from step
-to step, so the cache is preallocated to ``max_length`` slots and each call writes its new keys and values at
-``index`` and returns the cache with ``index`` advanced. Cross-attention keys and values are computed once per
-encoding and stored beside them. PyTorch decoders keep the dynamic (concatenating) cache of transformers.
+A generation loop under ``tf.function(jit_compile=True)``, ``jax.jit`` or ``torch.compile`` needs shapes that do not
+change from step to step, so the cache is preallocated to ``max_length`` slots and each call writes its new keys and
+values at ``index`` and returns the cache with ``index`` advanced. Cross-attention keys and values are computed once
+per encoding and stored beside them. The decoders also keep transformers' dynamic (concatenating) cache. PyTorch
+writes into the slots in place (the returned cache is the advanced one); TF and JAX return new arrays.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 @dataclass
 class StaticCache:
     """layers: per decoder layer ``(key, value)`` or ``(key, value, cross_key, cross_value)``, each
-    [batch, heads, slots, head_dim] (self-attention: ``max_length`` slots); index: int32 scalar, slots filled."""
+    [batch, heads, slots, head_dim] (self-attention: ``max_length`` slots); index: the slots filled, a scalar
+    (int32 in TF and JAX, int64 in PyTorch)."""
 
     layers: tuple[tuple[Any, ...], ...]
     index: Any

@@ -64,6 +64,19 @@ COMMON_FIELDS: dict[str, Field] = {
 }
 
 
+def from_json_file(from_dict, path: str | os.PathLike, overrides: dict[str, Any]):
+    """``from_dict(values, **overrides)`` of a JSON file; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); fix or regenerate the file") from err
+    try:
+        return from_dict(values, **overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
 class PretrainedConfig:
     """Base of every family config. Subclasses set ``model_type`` and ``fields``."""
 
@@ -164,15 +177,7 @@ class PretrainedConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any):
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON ({err}); fix or regenerate the file") from err
-        try:
-            return cls.from_dict(values, **overrides)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
+        return from_json_file(cls.from_dict, path, overrides)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):

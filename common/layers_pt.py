@@ -307,7 +307,8 @@ class ProjectedAttention(nn.Module):
         if self.scale_query:
             query, scale = query * self.scaling, 1.0
         query = split_heads(query, self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         dropout_p = self.dropout if self.training else 0.0
         if output_attentions or head_mask is not None:
             context, probs = eager_attention(query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
@@ -320,15 +321,20 @@ class ProjectedAttention(nn.Module):
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
-        if key_value_states is not None and past_key_value is not None:
-            return tuple(past_key_value)
-        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
-        if past_key_value is None:
-            return key, value
-        if cache_index is not None:
-            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
-        return torch.cat([past_key_value[0], key], dim=2), torch.cat([past_key_value[1], value], dim=2)
+
+
+def keys_and_values(project_key_value, hidden_states, key_value_states, past_key_value, cache_index):
+    """An attention layer's keys and values with its cache entry: cross-attention reuses a cached entry as is (the
+    encoder's keys do not change while decoding); self-attention appends to a dynamic entry or, with
+    ``cache_index``, writes into a StaticCache's slots."""
+    if key_value_states is not None and past_key_value is not None:
+        return tuple(past_key_value)
+    key, value = project_key_value(hidden_states if key_value_states is None else key_value_states)
+    if past_key_value is None:
+        return key, value
+    if cache_index is not None:
+        return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+    return torch.cat([past_key_value[0], key], dim=2), torch.cat([past_key_value[1], value], dim=2)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -498,6 +498,20 @@ def _register_static_cache() -> None:
 _register_static_cache()
 
 
+def keys_and_values(project_key_value, hidden_states, key_value_states, past_key_value, cache_index):
+    """An attention layer's keys and values with its cache entry: cross-attention reuses a cached entry as is (the
+    encoder's keys do not change while decoding); self-attention appends to a dynamic entry or, with
+    ``cache_index``, writes into a StaticCache's slots."""
+    if key_value_states is not None and past_key_value is not None:
+        return tuple(past_key_value)
+    key, value = project_key_value(hidden_states if key_value_states is None else key_value_states)
+    if past_key_value is None:
+        return key, value
+    if cache_index is not None:
+        return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+    return tf.concat([past_key_value[0], key], axis=2), tf.concat([past_key_value[1], value], axis=2)
+
+
 # ---------------------------------------------------------------- attention with k/v/q/out projections (BART, OPT)
 
 class ProjectedAttention(Block):
@@ -534,7 +548,8 @@ class ProjectedAttention(Block):
         if self.scale_query:
             query, scale = query * self.scaling, 1.0
         query = split_heads(query, self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         context, probs = eager_attention(query, key, value, attention_mask, dropout=self.dropout, training=training,
                                          head_mask=head_mask, scale=scale)
         return self.out_proj(merge_heads(context)), probs, (key, value)
@@ -543,12 +558,3 @@ class ProjectedAttention(Block):
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
-        if key_value_states is not None and past_key_value is not None:
-            return tuple(past_key_value)
-        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
-        if past_key_value is None:
-            return key, value
-        if cache_index is not None:
-            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
-        return tf.concat([past_key_value[0], key], axis=2), tf.concat([past_key_value[1], value], axis=2)

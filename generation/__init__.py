@@ -7,5 +7,7 @@ frameworks make the same decisions by construction; a model supplies only "one s
 """
 
 from .config import GenerationConfig
+from .settings import GenerateOutput
+from .streamers import TextStreamer
 
-__all__ = ["GenerationConfig"]
+__all__ = ["GenerateOutput", "GenerationConfig", "TextStreamer"]

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any
 
-from ..common.config import ConfigError, Field, PretrainedConfig
+from ..common.config import ConfigError, Field, PretrainedConfig, from_json_file
 from ..common.io import atomic_write_text
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -195,15 +195,7 @@ class GenerationConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> GenerationConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON ({err}); fix or regenerate the file") from err
-        try:
-            return cls.from_dict(values, **overrides)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from err
+        return from_json_file(cls.from_dict, path, overrides)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> GenerationConfig:

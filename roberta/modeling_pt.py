@@ -26,6 +26,7 @@ from ..common.layers_pt import (
     check_static_cache_room,
     eager_attention,
     head_mask_per_layer,
+    keys_and_values,
     merge_heads,
     new_static_cache,
     padding_keep_mask,
@@ -35,7 +36,6 @@ from ..common.layers_pt import (
     split_heads,
     static_cache_keep_mask,
     static_cache_slots,
-    static_cache_update,
     token_loss,
     tuple_or_none,
 )
@@ -135,7 +135,8 @@ class RobertaSelfAttention(nn.Module):
                 output_attentions=False, cache_index=None):
         """``cache_index``: where a StaticCache (whose slots ``past_key_value`` holds) writes the new keys."""
         query = split_heads(self.query(hidden_states), self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         dropout_p = self.dropout_prob if self.training else 0.0
         if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
             context, probs = eager_attention(
@@ -149,16 +150,6 @@ class RobertaSelfAttention(nn.Module):
     def project_key_value(self, source):
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
-
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
-        if key_value_states is not None and past_key_value is not None:
-            return past_key_value  # the encoder's keys and values, computed at the first step
-        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
-        if past_key_value is None:
-            return key, value
-        if cache_index is not None:
-            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
-        return torch.cat([past_key_value[0], key], dim=2), torch.cat([past_key_value[1], value], dim=2)
 
     def _relative_scores(self, query, key, cache_index=None) -> list[torch.Tensor]:
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""

@@ -31,6 +31,7 @@ from ..common.layers_tf import (
     eager_attention,
     embedding,
     head_mask_per_layer,
+    keys_and_values,
     layer_norm,
     lookup_indices,
     lookup_token_ids,
@@ -43,7 +44,6 @@ from ..common.layers_tf import (
     span_loss,
     split_heads,
     static_cache_keep_mask,
-    static_cache_update,
     token_loss,
     tuple_or_none,
 )
@@ -170,24 +170,17 @@ class TFRobertaSelfAttention(Block):
         """``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past_key_value``
         from that index instead of appending them."""
         query = split_heads(self.query(hidden_states), self.num_heads)
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         context, probs = eager_attention(
             query, key, value, attention_mask, dropout=self.dropout, training=training, head_mask=head_mask,
             extra_scores=self._relative_scores(query, key, cache_index),
         )
         return merge_heads(context), probs, (key, value)
 
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
-        if key_value_states is not None and past_key_value is not None:
-            return tuple(past_key_value)  # the encoder's keys and values, computed at the first step
-        source = hidden_states if key_value_states is None else key_value_states
-        key = split_heads(self.key(source), self.num_heads)
-        value = split_heads(self.value(source), self.num_heads)
-        if past_key_value is None:
-            return key, value
-        if cache_index is not None:
-            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
-        return tf.concat([past_key_value[0], key], axis=2), tf.concat([past_key_value[1], value], axis=2)
+    def project_key_value(self, source):
+        """Keys and values [batch, heads, len, head_dim] of ``source``."""
+        return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
 
     def _relative_scores(self, query, key, cache_index) -> list:
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
