@@ -38,12 +38,14 @@ class Bounds(NamedTuple):
 
     start: the column of transformers' first input token (columns before it pad a prompt to its bucket; the
     prompt ends at ``plan.prompt_columns``); limit: ``start + max_length``, the column generation stops at;
-    encoder_length: the encoder input's own length (BART; its bucket padding lies beyond).
+    encoder_length: the encoder input's own length (BART; its bucket padding lies beyond); seed: the sampling seed
+    (traced, so a new seed reuses the compiled program).
     """
 
     start: Any
     limit: Any
     encoder_length: Any
+    seed: Any
 
 
 def search(ops, plan, bounds: Bounds, sequences, cache, step, encoder_ids=None) -> dict:
@@ -89,7 +91,7 @@ def _choose_tokens(ops, plan, bounds, state, logits, encoder_ids):
     sequences, cur, unfinished = state["sequences"], state["cur"], state["unfinished"]
     scores = process(ops, plan, logits, sequences, cur, bounds, encoder_ids)
     if plan.do_sample:
-        key = draws.stream_key(ops, plan.seed, cur - plan.prompt_columns)
+        key = draws.stream_key(ops, bounds.seed, cur - plan.prompt_columns)
         tokens = ops.argmax(scores + draws.gumbel(ops, key, (plan.rows, plan.vocab_size)))
     else:
         tokens = ops.argmax(scores)
@@ -155,7 +157,7 @@ def _beam_step(ops, plan, bounds, state, logits, encoder_ids, penalties):
     accumulated = ops.reshape(ops.reshape(log_probs, (batch, beams, vocab)) + state["running_scores"][:, :, None],
                               (batch, beams * vocab))
     if plan.do_sample:
-        key = draws.stream_key(ops, plan.seed, cur - plan.prompt_columns)
+        key = draws.stream_key(ops, bounds.seed, cur - plan.prompt_columns)
         noisy = accumulated + draws.gumbel(ops, key, (batch, beams * vocab))
         picked = ops.top_k(noisy, candidates)[1]
         picked_scores = ops.take_per_row(accumulated, picked)

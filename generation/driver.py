@@ -26,7 +26,9 @@ class GenerationDriver:
     def generation_facts(self) -> ModelFacts:
         config = self.config
         return ModelFacts(vocab_size=config.vocab_size, is_encoder_decoder=bool(config.is_encoder_decoder),
-                          position_limit=config.max_sequence_length, defaults=self.generation_config)
+                          position_limit=config.max_sequence_length, defaults=self.generation_config,
+                          # BART (BartForCausalLM too) numbers positions by cache slot, whatever the mask says
+                          positions_count_slots=config.model_type == "bart")
 
     def _generate(self, input_ids, attention_mask, generation_config: GenerationConfig | None, seed,
                   streamer, kwargs: dict[str, Any]):

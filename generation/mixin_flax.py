@@ -81,10 +81,10 @@ class FlaxGenerationMixin(GenerationDriver):
         return search_body(JaxOps, plan, bounds, step, encoder_ids)(state)
 
     def _decoding_inputs(self, plan: Plan, params, sequences, slot_mask, start, limit, encoder_ids, encoder_mask,
-                         encoder_length, encoder_hidden_states=None):
+                         encoder_length, seed, encoder_hidden_states=None):
         """(bounds, token buffer, a fresh cache, the model step, encoder ids, encoder output) inside the traced
         program; a step program passes the ``encoder_hidden_states`` its start computed (and needs no fresh cache)."""
-        bounds = Bounds(start, limit, encoder_length)
+        bounds = Bounds(start, limit, encoder_length, seed)
         if not self.config.is_encoder_decoder:
             def step(tokens, cache):
                 out = self(input_ids=tokens, attention_mask=slot_mask, past_key_values=cache, params=params)
@@ -108,7 +108,7 @@ def _device_arrays(prepared: Prepared) -> tuple:
     """The buffers and int32 scalars the compiled program takes (scalars as arrays: one program per bucket)."""
     encoder_ids = prepared.encoder_ids if prepared.encoder_ids is not None else np.zeros((1, 1), np.int32)
     encoder_mask = prepared.encoder_mask if prepared.encoder_mask is not None else np.zeros((1, 1), np.int32)
-    scalars = (prepared.start, prepared.limit, prepared.encoder_length)
-    start, limit, encoder_length = (jnp.asarray(v, jnp.int32) for v in scalars)
+    scalars = (prepared.start, prepared.limit, prepared.encoder_length, prepared.seed)
+    start, limit, encoder_length, seed = (jnp.asarray(v, jnp.int32) for v in scalars)
     return (jnp.asarray(prepared.sequences), jnp.asarray(prepared.slot_mask), start, limit,
-            jnp.asarray(encoder_ids), jnp.asarray(encoder_mask), encoder_length)
+            jnp.asarray(encoder_ids), jnp.asarray(encoder_mask), encoder_length, seed)

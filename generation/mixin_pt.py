@@ -61,8 +61,8 @@ class GenerationMixin(GenerationDriver):
         def tensor(value):
             return torch.as_tensor(np.asarray(value), device=device)
 
-        bounds = Bounds(tensor(np.int32(prepared.start)), tensor(np.int32(prepared.limit)),
-                        tensor(np.int32(prepared.encoder_length)))
+        bounds = Bounds(*(tensor(np.int32(value)) for value in
+                          (prepared.start, prepared.limit, prepared.encoder_length, prepared.seed)))
         sequences, slot_mask = tensor(prepared.sequences), tensor(prepared.slot_mask).long()
         call = self._compiled_forward() if self._generation_compile else self
         if not self.config.is_encoder_decoder:

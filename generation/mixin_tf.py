@@ -72,10 +72,10 @@ class TFGenerationMixin(GenerationDriver):
         return search_body(TFOps, plan, bounds, step, encoder_ids)(state)
 
     def _decoding_inputs(self, plan: Plan, sequences, slot_mask, start, limit, encoder_ids, encoder_mask,
-                         encoder_length, encoder_hidden_states=None):
+                         encoder_length, seed, encoder_hidden_states=None):
         """(bounds, token buffer, a fresh cache, the model step, encoder ids, encoder output) inside the traced
         program; a step program passes the ``encoder_hidden_states`` its start computed (and needs no fresh cache)."""
-        bounds = Bounds(start, limit, encoder_length)
+        bounds = Bounds(start, limit, encoder_length, seed)
         if not self.config.is_encoder_decoder:
             def step(tokens, cache):
                 out = self(input_ids=tokens, attention_mask=slot_mask, past_key_values=cache, training=False)
@@ -100,7 +100,7 @@ def _tensors(prepared: Prepared) -> tuple:
     """The buffers and int32 scalars the compiled program takes (scalars as tensors: one program per bucket)."""
     encoder_ids = prepared.encoder_ids if prepared.encoder_ids is not None else np.zeros((1, 1), np.int32)
     encoder_mask = prepared.encoder_mask if prepared.encoder_mask is not None else np.zeros((1, 1), np.int32)
-    start, limit, encoder_length = (tf.constant(v, tf.int32) for v in
-                                    (prepared.start, prepared.limit, prepared.encoder_length))
+    start, limit, encoder_length, seed = (tf.constant(v, tf.int32) for v in
+                                          (prepared.start, prepared.limit, prepared.encoder_length, prepared.seed))
     return (tf.constant(prepared.sequences), tf.constant(prepared.slot_mask), start, limit,
-            tf.constant(encoder_ids), tf.constant(encoder_mask), encoder_length)
+            tf.constant(encoder_ids), tf.constant(encoder_mask), encoder_length, seed)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..common.outputs import ModelOutput
 from .config import GenerationConfig
+from .random import to_int32
 
 BUCKET = 16  # prompt, new-token and encoder lengths are padded up to a multiple of this
 
@@ -32,7 +33,6 @@ class Plan:
     width: int  # columns of the token buffer and slots of the cache
     prompt_columns: int  # the (bucketed) prompt fills columns [0, prompt_columns)
     do_sample: bool
-    seed: int
     eos_ids: tuple[int, ...]
     pad_token_id: int
     repetition_penalty: float
@@ -76,6 +76,7 @@ class Prepared:
     slot_mask: np.ndarray  # [rows, width] int32: 0 for padding slots
     start: int
     limit: int
+    seed: int  # as an int32 value
     prompt_length: int  # transformers' decoder prompt length (BART: 1)
     encoder_ids: np.ndarray | None = None  # [rows, encoder bucket] int32 (BART)
     encoder_mask: np.ndarray | None = None
@@ -90,6 +91,7 @@ class ModelFacts:
     is_encoder_decoder: bool
     position_limit: int  # the longest sequence the position table allows
     defaults: GenerationConfig
+    positions_count_slots: bool = False  # positions number cache slots, not tokens (BART): no padding before the prompt
 
 
 def resolve_config(defaults: GenerationConfig, generation_config: GenerationConfig | None,
@@ -136,7 +138,7 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
         raise ValueError(f"max_length {max_length} exceeds the {facts.position_limit} positions the model allows "
                          f"(max_position_embeddings); lower max_length or max_new_tokens")
     min_new_tokens = config.min_new_tokens or 0
-    plan_kwargs = _search_settings(config, batch, eos_ids, seed)
+    plan_kwargs = _search_settings(config, batch, eos_ids)
     expand = plan_kwargs["num_beams"] if plan_kwargs["num_beams"] > 1 else plan_kwargs["num_return_sequences"]
     pad_columns, width = _bucketed_layout(prompt_length, max_length, facts)
     fill = _fill_value(pad, eos_ids)
@@ -162,18 +164,28 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
     )
     prepared = Prepared(plan, config, np.repeat(sequences, expand, axis=0).astype(np.int32),
                         np.repeat(slot_mask, expand, axis=0).astype(np.int32), pad_columns,
-                        pad_columns + max_length, prompt_length)
+                        pad_columns + max_length, _seed(seed, config), prompt_length)
     if facts.is_encoder_decoder:
         _add_encoder_inputs(prepared, input_ids, attention_mask, expand, pad, facts)
     return prepared
 
 
-def _search_settings(config: GenerationConfig, batch: int, eos_ids, seed) -> dict[str, Any]:
+def _seed(seed: int | None, config: GenerationConfig) -> int:
+    """The sampling seed as an int32 value; without one, a fresh seed for each call that samples."""
+    if not config.do_sample:
+        return 0
+    if seed is None:
+        return to_int32(secrets.randbits(32))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    return to_int32(int(seed))
+
+
+def _search_settings(config: GenerationConfig, batch: int, eos_ids) -> dict[str, Any]:
     num_beams = config.num_beams
     return {
         "num_beams": num_beams,
         "do_sample": bool(config.do_sample),
-        "seed": (secrets.randbits(32) if seed is None else int(seed)) if config.do_sample else 0,
         "temperature": float(config.temperature) if config.do_sample else 1.0,
         "top_k": int(config.top_k or 0) if config.do_sample else 0,
         "top_p": float(config.top_p if config.top_p is not None else 1.0) if config.do_sample else 1.0,
@@ -205,7 +217,7 @@ def _bucketed_layout(prompt_length: int, max_length: int, facts: ModelFacts) -> 
     """(padding columns before the prompt, buffer width): the prompt and the new tokens each rounded up to a
     bucket, so prompts of one bucket share a compiled program; exact sizes where buckets would pass the
     position table (BART's decoder numbers slots, and caches refuse more slots than positions)."""
-    if facts.is_encoder_decoder:
+    if facts.is_encoder_decoder or facts.positions_count_slots:
         return 0, min(_round_up(max_length), facts.position_limit)
     padded_prompt = _round_up(prompt_length)
     width = padded_prompt + _round_up(max_length - prompt_length)
@@ -257,7 +269,21 @@ def _warn_right_padding(prompt: np.ndarray, mask: np.ndarray, pad) -> None:
     if pad is not None and ((prompt[:, -1] == pad) & (mask[:, -1] == 0)).any():
         warnings.warn("A decoder-only model is being given a right-padded prompt: generated tokens would follow "
                       "the padding. Pad on the left (tokenizer padding_side='left') for correct results.",
-                      stacklevel=4)
+                      stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside this package (the call of
+    ``generate``), however many frames each framework's mixin (and its decorators) adds."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2  # 1: the function that warns, 2: its caller
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)
+                                 or frame.f_code.co_filename.endswith(os.path.join("torch", "utils", "_contextlib.py"))):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _fill_value(pad, eos_ids) -> int:

@@ -1,0 +1,35 @@
+"""Flax (jax.jit) ``generate`` against transformers' PyTorch ``generate``: every setting for OPT and BART, a representative
+subset for BartForCausalLM and the two RoBERTas (see oracle.py). Each distinct setting compiles a program, so the
+settings are combined where each still changes the result (test_generate_pt checks that it does)."""
+
+import numpy as np
+import pytest
+
+from . import oracle
+
+FRAMEWORK = "flax"
+
+
+@pytest.mark.parametrize("name,case", oracle.TF_FLAX_ID_PARAMS)
+def test_ids_match_transformers(name, case):
+    oracle.check_case(name, FRAMEWORK, case)
+
+
+@pytest.mark.parametrize("name,case", oracle.TF_FLAX_SCORE_PARAMS)
+def test_scores_match_transformers(name, case):
+    oracle.check_case(oracle.quiet(name), FRAMEWORK, case)
+
+
+@pytest.mark.parametrize("name", oracle.DECODER_ONLY)
+def test_left_padded_batch(name):
+    oracle.check_left_padded(name, FRAMEWORK)
+
+
+@pytest.mark.parametrize("name", oracle.FULL_MODELS)
+def test_defaults_from_saved_generation_config(name):
+    oracle.check_saved_defaults(name, FRAMEWORK)
+
+
+def test_flax_returns_an_output_with_sequences():
+    out = oracle.run_ours(oracle.ours("opt", FRAMEWORK), oracle.PROMPT, None, max_new_tokens=10)
+    assert out.sequences.dtype == np.int32 and out.sequences.shape == (2, 15)
