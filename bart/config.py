@@ -13,6 +13,7 @@ class BartConfig(PretrainedConfig):
     """
 
     model_type = "bart"
+    positions_count_slots = True
     default_num_labels = 3
     fields = {
         "vocab_size": Field(int, 50265),

@@ -83,6 +83,9 @@ class PretrainedConfig:
     model_type: ClassVar[str] = ""
     fields: ClassVar[dict[str, Field]] = {}
     default_num_labels: ClassVar[int] = 2
+    # Whether a decoder numbers positions by cache slot (BART) rather than by the tokens the mask keeps (OPT,
+    # RoBERTa): generation may then not pad a prompt on the left.
+    positions_count_slots: ClassVar[bool] = False
 
     def __init__(self, **kwargs: Any):
         owner = type(self).__name__

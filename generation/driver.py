@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.outputs import as_encoder_output
 from .config import GenerationConfig
 from .settings import GenerateOutput, ModelFacts, Prepared, collect, prepare, resolve_config
 
@@ -26,17 +27,20 @@ class GenerationDriver:
     def generation_facts(self) -> ModelFacts:
         config = self.config
         return ModelFacts(vocab_size=config.vocab_size, is_encoder_decoder=bool(config.is_encoder_decoder),
-                          position_limit=config.max_sequence_length, defaults=self.generation_config,
-                          # BART (BartForCausalLM too) numbers positions by cache slot, whatever the mask says
-                          positions_count_slots=config.model_type == "bart")
+                          position_limit=config.max_sequence_length,
+                          positions_count_slots=config.positions_count_slots)
 
     def _generate(self, input_ids, attention_mask, generation_config: GenerationConfig | None, seed,
-                  streamer, kwargs: dict[str, Any]):
+                  streamer, encoder_outputs, kwargs: dict[str, Any]):
         config, unused = resolve_config(self.generation_config, generation_config, kwargs)
         if unused:
             raise TypeError(f"{type(self).__name__}.generate() got unexpected arguments {sorted(unused)}: pass "
                             f"generation settings by their GenerationConfig names")
-        prepared = prepare(self.generation_facts(), config, _numpy(input_ids), _numpy(attention_mask), seed)
+        encoder_hidden_states = None
+        if encoder_outputs is not None:
+            encoder_hidden_states = _numpy(as_encoder_output(encoder_outputs).last_hidden_state)
+        prepared = prepare(self.generation_facts(), config, _numpy(input_ids), _numpy(attention_mask), seed,
+                           encoder_hidden_states)
         if streamer is not None and prepared.plan.is_beam_search:
             raise ValueError("streamer= works with greedy search and sampling, not with beam search (num_beams > 1)")
         output = collect(prepared, self._run_decoding(prepared, streamer))
@@ -67,7 +71,8 @@ def _numpy(value):
     if value is None:
         return None
     if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        return (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
     return np.asarray(value)
 
 

@@ -17,8 +17,10 @@ class FlaxGenerationMixin(GenerationDriver):
     """Adds ``generate`` to a Flax model object that has ``init_cache`` (and, for BART, ``encode``)."""
 
     def generate(self, input_ids=None, attention_mask=None, generation_config: GenerationConfig | None = None, *,
-                 params=None, seed: int | None = None, prng_key=None, streamer=None, **kwargs) -> GenerateOutput:
-        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``).
+                 params=None, seed: int | None = None, prng_key=None, streamer=None, encoder_outputs=None,
+                 **kwargs) -> GenerateOutput:
+        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``);
+        BART also takes ``encoder_outputs`` (then ``input_ids`` may be left out).
 
         Returns an output with ``.sequences`` [batch * num_return_sequences, length] (int32), ``.scores`` with
         ``output_scores=True`` and ``return_dict_in_generate=True``, and ``.sequences_scores`` for beam search.
@@ -31,7 +33,7 @@ class FlaxGenerationMixin(GenerationDriver):
             seed = int(jax.random.randint(prng_key, (), 0, np.iinfo(np.int32).max))
         self._generation_params = self._require_params(params)
         try:
-            output = self._generate(input_ids, attention_mask, generation_config, seed, streamer,
+            output = self._generate(input_ids, attention_mask, generation_config, seed, streamer, encoder_outputs,
                                     {**kwargs, "return_dict_in_generate": True})
         finally:
             self._generation_params = None
@@ -77,22 +79,25 @@ class FlaxGenerationMixin(GenerationDriver):
 
     def _body_program(self, plan: Plan, params, state, *arrays):
         bounds, _, _, step, encoder_ids, _ = self._decoding_inputs(
-            plan, params, *arrays, encoder_hidden_states=state.get("encoder_hidden_states"))
+            plan, params, *arrays[:-1], state.get("encoder_hidden_states"), with_cache=False)
         return search_body(JaxOps, plan, bounds, step, encoder_ids)(state)
 
     def _decoding_inputs(self, plan: Plan, params, sequences, slot_mask, start, limit, encoder_ids, encoder_mask,
-                         encoder_length, seed, encoder_hidden_states=None):
+                         encoder_length, seed, encoder_hidden_states, with_cache: bool = True):
         """(bounds, token buffer, a fresh cache, the model step, encoder ids, encoder output) inside the traced
-        program; a step program passes the ``encoder_hidden_states`` its start computed (and needs no fresh cache)."""
+        program. ``encoder_hidden_states`` is the caller's encoder output, or the one the start program computed (a
+        step program needs no fresh cache), or None: then the encoder runs here."""
         bounds = Bounds(start, limit, encoder_length, seed)
         if not self.config.is_encoder_decoder:
             def step(tokens, cache):
                 out = self(input_ids=tokens, attention_mask=slot_mask, past_key_values=cache, params=params)
                 return out.logits[:, -1, :].astype(jnp.float32), out.past_key_values
 
-            return bounds, sequences, self.init_cache(plan.rows, plan.width), step, None, None
-        fresh = encoder_hidden_states is None
-        if fresh:
+            cache = self.init_cache(plan.rows, plan.width) if with_cache else None
+            return bounds, sequences, cache, step, None, None
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.astype(self.dtype)
+        else:
             encoder_hidden_states = self.encode(encoder_ids, encoder_mask, params=params).last_hidden_state
 
         def step(tokens, cache):
@@ -100,7 +105,7 @@ class FlaxGenerationMixin(GenerationDriver):
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache, params=params)
             return out.logits[:, -1, :].astype(jnp.float32), out.past_key_values
 
-        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states, params=params) if fresh else None
+        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states, params=params) if with_cache else None
         return bounds, sequences, cache, step, encoder_ids, encoder_hidden_states
 
 
@@ -110,5 +115,6 @@ def _device_arrays(prepared: Prepared) -> tuple:
     encoder_mask = prepared.encoder_mask if prepared.encoder_mask is not None else np.zeros((1, 1), np.int32)
     scalars = (prepared.start, prepared.limit, prepared.encoder_length, prepared.seed)
     start, limit, encoder_length, seed = (jnp.asarray(v, jnp.int32) for v in scalars)
+    hidden = None if prepared.encoder_hidden_states is None else jnp.asarray(prepared.encoder_hidden_states)
     return (jnp.asarray(prepared.sequences), jnp.asarray(prepared.slot_mask), start, limit,
-            jnp.asarray(encoder_ids), jnp.asarray(encoder_mask), encoder_length, seed)
+            jnp.asarray(encoder_ids), jnp.asarray(encoder_mask), encoder_length, seed, hidden)

@@ -13,13 +13,28 @@ from .ops_pt import TorchOps
 from .settings import GenerateOutput, Prepared
 
 
+def use_column_major_weights(model: torch.nn.Module) -> None:
+    """Store every linear layer's weight [out, in] column-major (its transpose contiguous), keeping its values,
+    shape and Parameter object, so state dicts, tying and optimizers see no change.
+
+    Decoding multiplies one row per sequence by each weight; CPU BLAS streams a column-major weight about twice as
+    fast then (27 against 14 GB/s for OPT-125m's LM head here, 21 against 13 for its feed-forward weights), and
+    a step reads every weight once, so this sets the speed of generation. Done once, in place, per parameter.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous() and module.weight.dim() == 2:
+            with torch.no_grad():
+                module.weight.data = module.weight.data.t().contiguous().t()
+
+
 class GenerationMixin(GenerationDriver):
     """Adds ``generate`` to a PyTorch model that has ``init_cache`` (and, for BART, ``get_encoder``)."""
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, generation_config: GenerationConfig | None = None, *,
-                 seed: int | None = None, streamer=None, compile: bool = False, **kwargs):
-        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``).
+                 seed: int | None = None, streamer=None, encoder_outputs=None, compile: bool = False, **kwargs):
+        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``);
+        BART also takes ``encoder_outputs`` (then ``input_ids`` may be left out).
 
         Returns the sequences, a LongTensor [batch * num_return_sequences, length], or with
         ``return_dict_in_generate=True`` an output with ``.sequences`` (and ``.scores`` with ``output_scores=True``,
@@ -28,7 +43,8 @@ class GenerationMixin(GenerationDriver):
         model step under ``torch.compile`` (one compilation per shape; worth it for long generations).
         """
         self._generation_compile = compile
-        return self._generate(input_ids, attention_mask, generation_config, seed, streamer, kwargs)
+        use_column_major_weights(self)
+        return self._generate(input_ids, attention_mask, generation_config, seed, streamer, encoder_outputs, kwargs)
 
     def _run_decoding(self, prepared: Prepared, streamer) -> dict:
         plan, device = prepared.plan, self.device
@@ -72,8 +88,11 @@ class GenerationMixin(GenerationDriver):
 
             return bounds, sequences, self.init_cache(plan.rows, plan.width), step, None
         encoder_ids, encoder_mask = tensor(prepared.encoder_ids), tensor(prepared.encoder_mask).long()
-        encoder_hidden_states = self.get_encoder()(input_ids=encoder_ids.long(),
-                                                   attention_mask=encoder_mask).last_hidden_state
+        if prepared.encoder_hidden_states is not None:
+            encoder_hidden_states = tensor(prepared.encoder_hidden_states).to(self.dtype)
+        else:
+            encoder_hidden_states = self.get_encoder()(input_ids=encoder_ids.long(),
+                                                       attention_mask=encoder_mask).last_hidden_state
 
         def step(tokens, cache):
             out = call(attention_mask=encoder_mask, decoder_input_ids=tokens.long(), decoder_attention_mask=slot_mask,

@@ -17,15 +17,16 @@ class TFGenerationMixin(GenerationDriver):
     """Adds ``generate`` to a Keras model that has ``init_cache`` (and, for BART, ``get_encoder``)."""
 
     def generate(self, input_ids=None, attention_mask=None, generation_config: GenerationConfig | None = None, *,
-                 seed: int | None = None, streamer=None, **kwargs):
-        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``).
+                 seed: int | None = None, streamer=None, encoder_outputs=None, **kwargs):
+        """Generate as transformers' ``generate`` (its settings as keyword arguments or in ``generation_config``);
+        BART also takes ``encoder_outputs`` (then ``input_ids`` may be left out).
 
         Returns the sequences, an int32 tensor [batch * num_return_sequences, length], or with
         ``return_dict_in_generate=True`` an output with ``.sequences`` (and ``.scores`` with ``output_scores=True``,
         ``.sequences_scores`` for beam search). The decoding runs under XLA; ``seed`` makes sampling reproducible
         and the same in PyTorch, TensorFlow and Flax; ``streamer.put`` receives each new token as it is chosen.
         """
-        return self._generate(input_ids, attention_mask, generation_config, seed, streamer, kwargs)
+        return self._generate(input_ids, attention_mask, generation_config, seed, streamer, encoder_outputs, kwargs)
 
     def _run_decoding(self, prepared: Prepared, streamer) -> dict:
         arrays = _tensors(prepared)
@@ -68,22 +69,25 @@ class TFGenerationMixin(GenerationDriver):
 
     def _body_program(self, plan: Plan, state, *arrays):
         bounds, _, _, step, encoder_ids, _ = self._decoding_inputs(
-            plan, *arrays, encoder_hidden_states=state.get("encoder_hidden_states"))
+            plan, *arrays[:-1], state.get("encoder_hidden_states"), with_cache=False)
         return search_body(TFOps, plan, bounds, step, encoder_ids)(state)
 
     def _decoding_inputs(self, plan: Plan, sequences, slot_mask, start, limit, encoder_ids, encoder_mask,
-                         encoder_length, seed, encoder_hidden_states=None):
+                         encoder_length, seed, encoder_hidden_states, with_cache: bool = True):
         """(bounds, token buffer, a fresh cache, the model step, encoder ids, encoder output) inside the traced
-        program; a step program passes the ``encoder_hidden_states`` its start computed (and needs no fresh cache)."""
+        program. ``encoder_hidden_states`` is the caller's encoder output, or the one the start program computed (a
+        step program needs no fresh cache), or None: then the encoder runs here."""
         bounds = Bounds(start, limit, encoder_length, seed)
         if not self.config.is_encoder_decoder:
             def step(tokens, cache):
                 out = self(input_ids=tokens, attention_mask=slot_mask, past_key_values=cache, training=False)
                 return tf.cast(out.logits[:, -1, :], tf.float32), out.past_key_values
 
-            return bounds, sequences, self.init_cache(plan.rows, plan.width), step, None, None
-        fresh = encoder_hidden_states is None
-        if fresh:
+            cache = self.init_cache(plan.rows, plan.width) if with_cache else None
+            return bounds, sequences, cache, step, None, None
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = tf.cast(encoder_hidden_states, self.compute_dtype)
+        else:
             encoder_hidden_states = self.get_encoder()(input_ids=encoder_ids, attention_mask=encoder_mask,
                                                        training=False).last_hidden_state
 
@@ -92,7 +96,7 @@ class TFGenerationMixin(GenerationDriver):
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache, training=False)
             return tf.cast(out.logits[:, -1, :], tf.float32), out.past_key_values
 
-        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states) if fresh else None
+        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states) if with_cache else None
         return bounds, sequences, cache, step, encoder_ids, encoder_hidden_states
 
 
@@ -102,5 +106,6 @@ def _tensors(prepared: Prepared) -> tuple:
     encoder_mask = prepared.encoder_mask if prepared.encoder_mask is not None else np.zeros((1, 1), np.int32)
     start, limit, encoder_length, seed = (tf.constant(v, tf.int32) for v in
                                           (prepared.start, prepared.limit, prepared.encoder_length, prepared.seed))
+    hidden = None if prepared.encoder_hidden_states is None else tf.constant(prepared.encoder_hidden_states)
     return (tf.constant(prepared.sequences), tf.constant(prepared.slot_mask), start, limit,
-            tf.constant(encoder_ids), tf.constant(encoder_mask), encoder_length, seed)
+            tf.constant(encoder_ids), tf.constant(encoder_mask), encoder_length, seed, hidden)

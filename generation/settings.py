@@ -81,6 +81,7 @@ class Prepared:
     encoder_ids: np.ndarray | None = None  # [rows, encoder bucket] int32 (BART)
     encoder_mask: np.ndarray | None = None
     encoder_length: int = 0
+    encoder_hidden_states: np.ndarray | None = None  # [rows, encoder bucket, d_model], when the caller encoded
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,7 @@ class ModelFacts:
     vocab_size: int
     is_encoder_decoder: bool
     position_limit: int  # the longest sequence the position table allows
-    defaults: GenerationConfig
-    positions_count_slots: bool = False  # positions number cache slots, not tokens (BART): no padding before the prompt
+    positions_count_slots: bool  # positions number cache slots, not tokens (BART): no padding before the prompt
 
 
 def resolve_config(defaults: GenerationConfig, generation_config: GenerationConfig | None,
@@ -110,8 +110,16 @@ def resolve_config(defaults: GenerationConfig, generation_config: GenerationConf
     return config, unused
 
 
-def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_mask, seed: int | None) -> Prepared:
-    """Check ``input_ids`` ([batch, length] ids; BART: the encoder input) and the settings, then lay out buffers."""
+def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_mask, seed: int | None,
+            encoder_hidden_states: np.ndarray | None = None) -> Prepared:
+    """Check ``input_ids`` ([batch, length] ids; BART: the encoder input) and the settings, then lay out buffers.
+
+    ``encoder_hidden_states`` [batch, length, d_model] (BART): the encoder's output, computed by the caller;
+    ``input_ids`` may then be left out (``encoder_no_repeat_ngram_size`` needs them, and is ignored without them).
+    """
+    ids_known = input_ids is not None
+    if encoder_hidden_states is not None:
+        input_ids = _encoded_input_ids(facts, config, input_ids, encoder_hidden_states)
     input_ids = _as_ids(input_ids, facts.vocab_size)
     eos_ids = _id_tuple(config.eos_token_id)
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
@@ -153,7 +161,8 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
         prompt_columns=pad_columns + prompt_length, eos_ids=eos_ids,
         pad_token_id=pad if pad is not None else 0,
         repetition_penalty=float(config.repetition_penalty), no_repeat_ngram_size=config.no_repeat_ngram_size,
-        encoder_no_repeat_ngram_size=config.encoder_no_repeat_ngram_size if facts.is_encoder_decoder else 0,
+        encoder_no_repeat_ngram_size=config.encoder_no_repeat_ngram_size if facts.is_encoder_decoder and ids_known
+        else 0,
         bad_words=_bad_words(config.bad_words_ids, eos_ids, facts.vocab_size),
         min_length=config.min_length, min_new_tokens=min_new_tokens,
         forced_bos_token_id=_checked_id(config.forced_bos_token_id, facts.vocab_size, "forced_bos_token_id"),
@@ -166,8 +175,27 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
                         np.repeat(slot_mask, expand, axis=0).astype(np.int32), pad_columns,
                         pad_columns + max_length, _seed(seed, config), prompt_length)
     if facts.is_encoder_decoder:
-        _add_encoder_inputs(prepared, input_ids, attention_mask, expand, pad, facts)
+        _add_encoder_inputs(prepared, input_ids, attention_mask, expand, pad, facts, encoder_hidden_states)
     return prepared
+
+
+def _encoded_input_ids(facts: ModelFacts, config: GenerationConfig, input_ids, encoder_hidden_states: np.ndarray):
+    """The encoder input that goes with a given encoder output: ``input_ids`` checked against it, or, when left
+    out, placeholder ids of its shape (they only lay out the buffers)."""
+    if not facts.is_encoder_decoder:
+        raise TypeError("encoder_outputs= is for encoder-decoder models (BartForConditionalGeneration)")
+    shape = np.shape(encoder_hidden_states)
+    if len(shape) != 3 or 0 in shape:
+        raise ValueError(f"encoder_outputs must hold a last hidden state [batch, length, d_model], got {list(shape)}")
+    if input_ids is None:
+        if config.encoder_no_repeat_ngram_size:
+            warnings.warn("encoder_no_repeat_ngram_size needs the encoder's input_ids; without them it is ignored "
+                          "(pass input_ids= with encoder_outputs=)", stacklevel=_caller_stacklevel())
+        return np.zeros(shape[:2], np.int64)
+    if np.shape(input_ids) != shape[:2]:
+        raise ValueError(f"input_ids {list(np.shape(input_ids))} do not match encoder_outputs {list(shape)}: "
+                         f"they must be the encoder's input and output")
+    return input_ids
 
 
 def _seed(seed: int | None, config: GenerationConfig) -> int:
@@ -196,7 +224,9 @@ def _search_settings(config: GenerationConfig, batch: int, eos_ids) -> dict[str,
     }
 
 
-def _add_encoder_inputs(prepared: Prepared, input_ids, attention_mask, expand: int, pad, facts: ModelFacts):
+def _add_encoder_inputs(prepared: Prepared, input_ids, attention_mask, expand: int, pad, facts: ModelFacts,
+                        encoder_hidden_states: np.ndarray | None):
+    """The encoder's input (or output) padded on the right to its bucket (masked there) and repeated per row."""
     batch, length = input_ids.shape
     width = _round_up(length)
     if width > facts.position_limit:
@@ -207,6 +237,10 @@ def _add_encoder_inputs(prepared: Prepared, input_ids, attention_mask, expand: i
     prepared.encoder_ids = np.repeat(ids, expand, axis=0).astype(np.int32)
     prepared.encoder_mask = np.repeat(mask, expand, axis=0).astype(np.int32)
     prepared.encoder_length = length
+    if encoder_hidden_states is not None:
+        hidden = np.zeros((batch, width, encoder_hidden_states.shape[2]), encoder_hidden_states.dtype)
+        hidden[:, :length] = encoder_hidden_states
+        prepared.encoder_hidden_states = np.repeat(hidden, expand, axis=0)
 
 
 def _round_up(length: int) -> int:
