@@ -42,4 +42,5 @@ def parity(session):
 @nox.session
 def lint(session):
     session.install("ruff")
-    session.run("ruff", "check", "common", "conversion", "roberta", "bart", "opt", "tests", "benchmarks", "examples")
+    session.run("ruff", "check", "common", "conversion", "generation", "roberta", "bart", "opt", "ibert", "tests",
+                "benchmarks", "examples")

@@ -10,7 +10,9 @@ as int32 scalars (``decoding.Bounds``).
 from __future__ import annotations
 
 import copy
+import os
 import secrets
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -309,9 +311,6 @@ def _warn_right_padding(prompt: np.ndarray, mask: np.ndarray, pad) -> None:
 def _caller_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first frame outside this package (the call of
     ``generate``), however many frames each framework's mixin (and its decorators) adds."""
-    import os
-    import sys
-
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(2), 2  # 1: the function that warns, 2: its caller
     while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(package)

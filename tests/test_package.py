@@ -27,14 +27,16 @@ def test_wheel_holds_only_the_rosettazoo_namespace(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"rosettazoo"}
     for module in ("rosettazoo/common/config.py", "rosettazoo/conversion/convert.py", "rosettazoo/roberta/config.py",
                    "rosettazoo/roberta/modeling_pt.py", "rosettazoo/roberta/modeling_tf.py",
-                   "rosettazoo/roberta/modeling_flax.py", "rosettazoo/ibert/quant.py", "rosettazoo/ibert/modeling_flax.py"):
+                   "rosettazoo/roberta/modeling_flax.py", "rosettazoo/ibert/quant.py", "rosettazoo/ibert/modeling_flax.py",
+                   "rosettazoo/generation/decoding.py", "rosettazoo/generation/mixin_flax.py"):
         assert module in names
     assert not any(name.startswith("tests/") for name in names)
 
 
 def test_family_import_loads_no_framework():
     result = run_python(
-        "import sys, rosettazoo.roberta as r; r.RobertaConfig(); r.RobertaTokenizer;"
+        "import sys, rosettazoo.roberta as r, rosettazoo.generation as g; r.RobertaConfig(); r.RobertaTokenizer;"
+        "g.GenerationConfig(); g.TextStreamer;"
         "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax', 'keras') if m in sys.modules))"
     )
     assert result.returncode == 0, result.stderr

@@ -51,3 +51,12 @@ def test_training_after_generate_still_updates_the_weights():
     loss.backward()
     optimizer.step()
     assert model(ids, labels=ids).loss < loss
+
+
+def test_bfloat16_weights_stay_row_major_even_after_a_float32_generate():
+    model = tiny_opt()
+    model.generate(IDS, max_new_tokens=2)
+    model.to(torch.bfloat16)
+    assert not model.model.decoder.layers[0].fc1.weight.is_contiguous()  # .to() kept the float32 layout
+    model.generate(IDS, max_new_tokens=2)
+    assert all(p.is_contiguous() for p in model.parameters())
