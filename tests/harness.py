@@ -8,12 +8,10 @@ compares them field by field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
 FLOAT32_ATOL = 1e-5
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def to_numpy(value):

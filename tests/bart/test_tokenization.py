@@ -15,7 +15,7 @@ import transformers
 from rosettazoo.bart import BartTokenizer, BartTokenizerFast
 
 # The folder `shared` beside the repository root (CI clones the repository with shared/ beside it).
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "roberta-base"
+DATA = Path(__file__).resolve().parents[1] / "data" / "roberta-base"  # see its SOURCE.md
 
 # transformers warns that roberta-base's tokenizer_config names RobertaTokenizer, not a BART class: intended here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

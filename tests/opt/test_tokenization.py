@@ -14,7 +14,7 @@ import transformers
 
 from rosettazoo.opt import OPTTokenizer
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "roberta-base"
+DATA = Path(__file__).resolve().parents[1] / "data" / "roberta-base"  # see its SOURCE.md
 
 # facebook/opt-125m's tokenizer files besides vocab.json and merges.txt.
 _SPECIAL = {"content": "</s>", "single_word": False, "lstrip": False, "rstrip": False, "normalized": True,

@@ -16,7 +16,7 @@ from rosettazoo.roberta import RobertaTokenizer, RobertaTokenizerFast
 pytestmark = pytest.mark.filterwarnings("ignore:`max_length` is ignored:UserWarning")
 
 # The folder `shared` beside the repository root (CI clones the repository with shared/ beside it).
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "roberta-base"
+DATA = Path(__file__).resolve().parents[1] / "data" / "roberta-base"  # see its SOURCE.md
 
 TEXTS = [
     "Hello world",
