@@ -73,13 +73,11 @@ class Prepared:
     """The plan and the numpy arrays a framework turns into tensors."""
 
     plan: Plan
-    config: GenerationConfig
     sequences: np.ndarray  # [rows, width] int32: the prompt, then the fill value
     slot_mask: np.ndarray  # [rows, width] int32: 0 for padding slots
     start: int
     limit: int
     seed: int  # as an int32 value
-    prompt_length: int  # transformers' decoder prompt length (BART: 1)
     encoder_ids: np.ndarray | None = None  # [rows, encoder bucket] int32 (BART)
     encoder_mask: np.ndarray | None = None
     encoder_length: int = 0
@@ -148,7 +146,7 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
         raise ValueError(f"max_length {max_length} exceeds the {facts.position_limit} positions the model allows "
                          f"(max_position_embeddings); lower max_length or max_new_tokens")
     min_new_tokens = config.min_new_tokens or 0
-    plan_kwargs = _search_settings(config, batch, eos_ids)
+    plan_kwargs = _search_settings(config, eos_ids)
     expand = plan_kwargs["num_beams"] if plan_kwargs["num_beams"] > 1 else plan_kwargs["num_return_sequences"]
     pad_columns, width = _bucketed_layout(prompt_length, max_length, facts)
     fill = _fill_value(pad, eos_ids)
@@ -173,9 +171,9 @@ def prepare(facts: ModelFacts, config: GenerationConfig, input_ids, attention_ma
         output_scores=bool(config.output_scores and config.return_dict_in_generate),
         **plan_kwargs,
     )
-    prepared = Prepared(plan, config, np.repeat(sequences, expand, axis=0).astype(np.int32),
+    prepared = Prepared(plan, np.repeat(sequences, expand, axis=0).astype(np.int32),
                         np.repeat(slot_mask, expand, axis=0).astype(np.int32), pad_columns,
-                        pad_columns + max_length, _seed(seed, config), prompt_length)
+                        pad_columns + max_length, _seed(seed, config))
     if facts.is_encoder_decoder:
         _add_encoder_inputs(prepared, input_ids, attention_mask, expand, pad, facts, encoder_hidden_states)
     return prepared
@@ -211,7 +209,7 @@ def _seed(seed: int | None, config: GenerationConfig) -> int:
     return to_int32(int(seed))
 
 
-def _search_settings(config: GenerationConfig, batch: int, eos_ids) -> dict[str, Any]:
+def _search_settings(config: GenerationConfig, eos_ids) -> dict[str, Any]:
     num_beams = config.num_beams
     return {
         "num_beams": num_beams,
