@@ -51,7 +51,7 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
+from ..common.validation import check_rank, check_sequence_length, check_static_cache_length, check_token_ids, input_shape
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
@@ -350,9 +350,7 @@ class FlaxBartDecoder(_FlaxBartStack):
 
     def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
         c = self.config
-        if max_length > c.max_position_embeddings:
-            raise ValueError(f"a cache of {max_length} slots exceeds the {c.max_position_embeddings} positions the "
-                             f"model allows (max_position_embeddings)")
+        check_static_cache_length(max_length, c.max_position_embeddings)
         cross = None
         if encoder_hidden_states is not None:
             _check_same_batch(batch_size, encoder_hidden_states)

@@ -24,7 +24,6 @@ from ..common.layers_pt import (
     additive_mask,
     causal_keep_mask,
     check_ids,
-    check_static_cache_length,
     check_static_cache_room,
     from_numpy,
     head_mask_per_layer,
@@ -49,7 +48,7 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
+from ..common.validation import check_rank, check_sequence_length, check_shape, check_static_cache_length, input_shape
 from ..generation.mixin_pt import GenerationMixin
 from .config import BartConfig
 from .weights import weights_spec

@@ -49,7 +49,7 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank
+from ..common.validation import check_rank, check_static_cache_length
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
@@ -348,9 +348,7 @@ class TFBartDecoder(_TFBartStack):
 
     def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
         config = self.config
-        if max_length > config.max_position_embeddings:
-            raise ValueError(f"a cache of {max_length} slots exceeds the {config.max_position_embeddings} positions "
-                             f"the model allows (max_position_embeddings)")
+        check_static_cache_length(max_length, config.max_position_embeddings)
         cross = None
         if encoder_hidden_states is not None:
             _check_same_batch(batch_size, encoder_hidden_states)

@@ -210,12 +210,6 @@ def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: in
     return StaticCache(layers, torch.zeros((), dtype=torch.long, device=device))
 
 
-def check_static_cache_length(max_length: int, limit: int, what: str = "max_position_embeddings") -> None:
-    """Refuse a cache with more slots than the model has positions (init_cache checks it once for every step)."""
-    if max_length > limit:
-        raise ValueError(f"a cache of {max_length} slots exceeds the {limit} positions the model allows ({what})")
-
-
 def static_cache_slots(index: torch.Tensor, new: int) -> torch.Tensor:
     """The slots ``index ... index + new - 1`` that ``new`` tokens written at ``index`` occupy."""
     return index + torch.arange(new, device=index.device)

@@ -64,3 +64,16 @@ def input_shape(ids, embeds, ids_name: str = "input_ids", embeds_name: str = "in
         check_rank(embeds_name, np.shape(embeds), 3, "batch, sequence, hidden")
         return tuple(np.shape(embeds)[:2])
     raise ValueError(f"give {ids_name} or {embeds_name}")
+
+
+def check_static_cache_length(max_length: int, limit: int, what: str = "max_position_embeddings") -> None:
+    """Refuse a StaticCache with more slots than the model has positions (``init_cache`` checks it once for every
+    step, so a compiled step cannot read past the position table)."""
+    if max_length > limit:
+        raise ValueError(f"a cache of {max_length} slots exceeds the {limit} positions the model allows ({what})")
+
+
+def check_static_cache_decoder(config) -> None:
+    """A StaticCache serves a decoder (an encoder-only RoBERTa attends in both directions)."""
+    if not config.is_decoder:
+        raise ValueError("a StaticCache needs a decoder: set is_decoder=True in the config")

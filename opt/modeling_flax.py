@@ -41,7 +41,14 @@ from ..common.outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, check_token_ids, input_shape
+from ..common.validation import (
+    check_rank,
+    check_sequence_length,
+    check_shape,
+    check_static_cache_length,
+    check_token_ids,
+    input_shape,
+)
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
@@ -405,6 +412,7 @@ class FlaxOPTPreTrainedModel(FlaxPreTrainedModel):
         returns the cache advanced past them, with the same shapes, so a jitted step compiles once.
         """
         c = self.config
+        check_static_cache_length(max_length, c.max_position_embeddings)
         return new_static_cache(c.num_hidden_layers, batch_size, c.num_attention_heads, max_length,
                                 c.hidden_size // c.num_attention_heads, self.dtype)
 

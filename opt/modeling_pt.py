@@ -20,7 +20,6 @@ from ..common.layers_pt import (
     causal_keep_mask,
     causal_lm_loss,
     check_ids,
-    check_static_cache_length,
     check_static_cache_room,
     head_mask_per_layer,
     layer_dropped,
@@ -38,7 +37,7 @@ from ..common.outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, input_shape
+from ..common.validation import check_rank, check_sequence_length, check_shape, check_static_cache_length, input_shape
 from ..generation.mixin_pt import GenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec

@@ -47,7 +47,7 @@ from ..common.outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank
+from ..common.validation import check_rank, check_static_cache_length
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
@@ -264,6 +264,7 @@ class TFOPTPreTrainedModel(TFPreTrainedModel):
         each call writes its tokens at the cache's index and returns the cache advanced past them.
         """
         config = self.config
+        check_static_cache_length(max_length, config.max_position_embeddings)
         head_dim = config.hidden_size // config.num_attention_heads
         return new_static_cache(config.num_hidden_layers, batch_size, config.num_attention_heads, max_length,
                                 head_dim, self.dtype_policy.compute_dtype)

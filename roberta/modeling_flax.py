@@ -53,7 +53,14 @@ from ..common.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..common.validation import check_rank, check_sequence_length, check_token_ids, input_shape
+from ..common.validation import (
+    check_rank,
+    check_sequence_length,
+    check_static_cache_decoder,
+    check_static_cache_length,
+    check_token_ids,
+    input_shape,
+)
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
@@ -98,18 +105,6 @@ def position_ids_from_slot_mask(slot_mask: Array, padding_idx: int, index: Array
     mask = jnp.asarray(slot_mask, jnp.int32)
     positions = padding_idx + jnp.cumsum(mask, axis=1) * mask
     return jax.lax.dynamic_slice_in_dim(positions, jnp.asarray(index, jnp.int32), seq, axis=1)
-
-
-def check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
-    """A StaticCache serves a decoder, and its slots must fit the position table (positions start after the
-    padding index)."""
-    if not config.is_decoder:
-        raise ValueError("a StaticCache needs a decoder: set is_decoder=True in the config")
-    if max_length > config.max_sequence_length:
-        raise ValueError(
-            f"a StaticCache of {max_length} slots exceeds the {config.max_sequence_length} positions the model "
-            f"allows (max_position_embeddings - pad_token_id - 1)"
-        )
 
 
 class FlaxRobertaEmbeddings(_Block):
@@ -412,7 +407,7 @@ class FlaxRobertaModule(_Block):
         if encoder_hidden_states is not None:
             raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
                                       "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
-        check_static_cache_slots(c, cache.max_length)
+        _check_static_cache_slots(c, cache.max_length)
         if len(cache.layers) != c.num_hidden_layers:
             raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
                              f"{c.num_hidden_layers}")
@@ -602,7 +597,7 @@ class FlaxRobertaPreTrainedModel(FlaxPreTrainedModel):
         come from that mask, so a left-padded row gets the positions of its unpadded row.
         """
         c = self.config
-        check_static_cache_slots(c, max_length)
+        _check_static_cache_slots(c, max_length)
         return new_static_cache(c.num_hidden_layers, batch_size, c.num_attention_heads, max_length,
                                 c.hidden_size // c.num_attention_heads, self.dtype)
 
@@ -731,3 +726,8 @@ class FlaxRobertaPreLayerNormForMultipleChoice(FlaxRobertaPreLayerNormPreTrained
 class FlaxRobertaPreLayerNormForQuestionAnswering(FlaxRobertaPreLayerNormPreTrainedModel,
                                                   FlaxRobertaForQuestionAnswering):
     pass
+
+
+def _check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
+    check_static_cache_decoder(config)
+    check_static_cache_length(max_length, config.max_sequence_length, "max_position_embeddings - pad_token_id - 1")

@@ -22,7 +22,6 @@ from ..common.layers_pt import (
     causal_lm_loss,
     check_ids,
     check_indices,
-    check_static_cache_length,
     check_static_cache_room,
     eager_attention,
     head_mask_per_layer,
@@ -51,7 +50,13 @@ from ..common.outputs import (
     TokenClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, input_shape
+from ..common.validation import (
+    check_rank,
+    check_sequence_length,
+    check_static_cache_decoder,
+    check_static_cache_length,
+    input_shape,
+)
 from ..generation.mixin_pt import GenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
@@ -410,8 +415,7 @@ class RobertaModel(RobertaPreTrainedModel):
     def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, batch: int, seq: int):
         """(mask over every slot, position ids) of ``seq`` tokens written at the cache's index; the positions, when
         not given, are numbered from the mask (see ``static_position_ids``)."""
-        if not self.config.is_decoder:
-            raise ValueError("a StaticCache needs a decoder: build the model with is_decoder=True")
+        check_static_cache_decoder(self.config)
         # init_cache checked its slots against the positions; the room left is checked before any is read.
         check_static_cache_room(cache.index, seq, cache.max_length)
         if attention_mask is None:
@@ -487,8 +491,7 @@ class RobertaForCausalLM(GenerationMixin, RobertaPreTrainedModel):
         gets the positions of its unpadded row. Each call writes at the cache's index and returns it advanced.
         """
         config = self.config
-        if not config.is_decoder:
-            raise ValueError("init_cache needs a decoder: build the model with is_decoder=True")
+        check_static_cache_decoder(config)
         check_static_cache_length(max_length, config.max_sequence_length,
                                   "max_position_embeddings - pad_token_id - 1")
         layers = self.base_model.encoder.layer

@@ -57,7 +57,7 @@ from ..common.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..common.validation import check_rank
+from ..common.validation import check_rank, check_static_cache_decoder, check_static_cache_length
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
@@ -77,18 +77,6 @@ def position_ids_from_slot_mask(slot_mask, padding_idx: int, index, seq: int):
     mask = tf.cast(slot_mask, tf.int32)
     positions = padding_idx + tf.cumsum(mask, axis=1) * mask
     return tf.gather(positions, tf.cast(index, tf.int32) + tf.range(seq), axis=1)
-
-
-def check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
-    """A StaticCache serves a decoder, and its slots must fit the position table (positions start after the
-    padding index)."""
-    if not config.is_decoder:
-        raise ValueError("a StaticCache needs a decoder: set is_decoder=True in the config")
-    if max_length > config.max_sequence_length:
-        raise ValueError(
-            f"a StaticCache of {max_length} slots exceeds the {config.max_sequence_length} positions the model "
-            f"allows (max_position_embeddings - pad_token_id - 1)"
-        )
 
 
 def _classifier_dropout(config: RobertaConfig) -> float:
@@ -372,7 +360,7 @@ class TFRobertaPreTrainedModel(TFPreTrainedModel):
         positions of its unpadded row.
         """
         config = self.config
-        check_static_cache_slots(config, max_length)
+        _check_static_cache_slots(config, max_length)
         return new_static_cache(config.num_hidden_layers, batch_size, config.num_attention_heads, max_length,
                                 config.hidden_size // config.num_attention_heads, self.dtype_policy.compute_dtype)
 
@@ -478,7 +466,7 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         if encoder_hidden_states is not None:
             raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
                                       "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
-        check_static_cache_slots(config, cache.max_length)
+        _check_static_cache_slots(config, cache.max_length)
         if len(cache.layers) != config.num_hidden_layers:
             raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
                              f"{config.num_hidden_layers}")
@@ -750,3 +738,8 @@ class TFRobertaPreLayerNormForTokenClassification(TFRobertaPreLayerNormPreTraine
 
 class TFRobertaPreLayerNormForQuestionAnswering(TFRobertaPreLayerNormPreTrainedModel, TFRobertaForQuestionAnswering):
     pass
+
+
+def _check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
+    check_static_cache_decoder(config)
+    check_static_cache_length(max_length, config.max_sequence_length, "max_position_embeddings - pad_token_id - 1")

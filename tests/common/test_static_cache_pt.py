@@ -240,7 +240,7 @@ def test_roberta_cross_attention():
 
 def test_roberta_encoder_refuses_a_static_cache():
     model = roberta_model("Roberta", is_decoder=False)
-    with pytest.raises(ValueError, match="init_cache needs a decoder"):
+    with pytest.raises(ValueError, match="a StaticCache needs a decoder: set is_decoder=True"):
         model.init_cache(2, MAX_LENGTH)
     cache = roberta_model("Roberta").init_cache(2, MAX_LENGTH)
     with pytest.raises(ValueError, match="a StaticCache needs a decoder"):

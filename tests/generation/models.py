@@ -39,6 +39,18 @@ def require(framework: str) -> None:
         pytest.importorskip("jax")
 
 
+def available(frameworks=FRAMEWORKS) -> list[str]:
+    """The frameworks of ``frameworks`` that are installed."""
+    out = []
+    for framework in frameworks:
+        try:
+            require(framework)
+        except pytest.skip.Exception:
+            continue
+        out.append(framework)
+    return out
+
+
 def package(family: str):
     import importlib
 

@@ -29,17 +29,6 @@ def guarded(family: str, framework: str, monkeypatch):
     return model
 
 
-def frameworks():
-    out = []
-    for framework in FRAMEWORKS:
-        try:
-            models.require(framework)
-        except pytest.skip.Exception:
-            continue
-        out.append(framework)
-    return out
-
-
 # (input_ids, attention_mask, settings, exception, pattern)
 CASES = {
     "num_return_sequences_over_beams": (IDS, None, dict(num_return_sequences=3, num_beams=2), ValueError,
@@ -79,7 +68,7 @@ CASES = {
 def test_bad_settings_raise_before_compute_alike_in_every_framework(case, monkeypatch):
     ids, mask, settings, error, pattern = CASES[case]
     messages = {}
-    for framework in frameworks():
+    for framework in models.available():
         model = guarded("opt", framework, monkeypatch)
         compiled = len(models.programs(model))
         with pytest.raises(error, match=pattern) as info:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from . import models
-from .models import FRAMEWORKS, generate
+from .models import generate
 
 OPT_IDS = np.array([[5, 6, 7, 8, 9], [1, 1, 10, 11, 12]])
 BART_IDS = np.array([[5, 6, 7, 8, 9, 10, 2], [0, 11, 12, 13, 2, 1, 1]])
@@ -16,17 +16,6 @@ SAMPLE = dict(do_sample=True, top_k=20, top_p=0.9, temperature=0.8, max_new_toke
               num_return_sequences=2, seed=1234)
 BEAM_SAMPLE = dict(do_sample=True, num_beams=3, num_return_sequences=2, max_new_tokens=8, min_new_tokens=4,
                    temperature=1.2, seed=99)
-
-
-def available(frameworks=FRAMEWORKS):
-    out = []
-    for framework in frameworks:
-        try:
-            models.require(framework)
-        except pytest.skip.Exception:
-            continue
-        out.append(framework)
-    return out
 
 
 def mask_of(ids):
@@ -40,7 +29,7 @@ def test_the_same_seed_samples_the_same_ids_in_every_framework(family, settings)
     want = generate(family, "pt", ids, mask_of(ids), **settings)
     assert want.shape[0] == ids.shape[0] * 2
     np.testing.assert_array_equal(generate(family, "pt", ids, mask_of(ids), **settings), want)  # reproducible
-    frameworks = available(("tf", "flax"))
+    frameworks = models.available(("tf", "flax"))
     assert frameworks, "needs TensorFlow or Flax"
     for framework in frameworks:
         np.testing.assert_array_equal(generate(family, framework, ids, mask_of(ids), **settings), want,
@@ -66,7 +55,7 @@ def test_top_k_1_sampling_is_greedy(family):
         sampled = generate(family, "pt", ids, mask_of(ids), do_sample=True, top_k=1, temperature=1.5,
                            max_new_tokens=8, seed=seed)
         np.testing.assert_array_equal(sampled, greedy)
-    for framework in available(("tf", "flax")) if family == "opt" else ():
+    for framework in models.available(("tf", "flax")) if family == "opt" else ():
         sampled = generate(family, framework, ids, mask_of(ids), do_sample=True, top_k=1, temperature=1.5,
                            max_new_tokens=8, seed=0)
         np.testing.assert_array_equal(sampled, greedy, err_msg=framework)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 import rosettazoo.opt as zoo
 from rosettazoo.common.cache import StaticCache
+from rosettazoo.common.layers_flax import new_static_cache
 from rosettazoo.common.modeling_flax import flatten_params
 from rosettazoo.common.outputs import CausalLMOutputWithPast
 from rosettazoo.conversion import WeightsError, to_canonical
@@ -322,6 +323,8 @@ def test_static_cache_under_jit_equals_the_full_pass(layout, tmp_path):
 
 def test_static_cache_errors():
     ours = zoo.FlaxOPTForCausalLM(zoo.OPTConfig(**TINY))
+    with pytest.raises(ValueError, match="a cache of 41 slots exceeds the 40 positions"):
+        ours.init_cache(4, 41)
     cache = ours.init_cache(4, 12)
     ids = np.full((4, 5), 5)
     with pytest.raises(ValueError, match=r"with a StaticCache, attention_mask must cover all 12 cache slots"):
@@ -330,8 +333,10 @@ def test_static_cache_errors():
     assert int(cache.index) == 5
     with pytest.raises(ValueError, match="the StaticCache has 12 slots; writing 8 more would overflow it"):
         ours(input_ids=np.full((4, 8), 5), past_key_values=cache)
+    # init_cache refuses such a cache; one built by hand still meets the step's own position check.
+    oversized = new_static_cache(2, 4, 4, 48, 8, jnp.float32)
     with pytest.raises(ValueError, match="sequence length 41 exceeds the 40 positions"):
-        ours(input_ids=np.full((4, 1), 5), past_key_values=StaticCache(ours.init_cache(4, 48).layers, 40))
+        ours(input_ids=np.full((4, 1), 5), past_key_values=StaticCache(oversized.layers, 40))
 
 
 # ---------------------------------------------------------------------------------------------------- training

@@ -260,6 +260,8 @@ def test_static_cache_under_jit_compile_equals_the_full_pass(layout, tmp_path):
 
 def test_static_cache_errors():
     ours = keras_model()
+    with pytest.raises(ValueError, match="a cache of 41 slots exceeds the 40 positions"):
+        ours.init_cache(2, 41)
     cache = ours.init_cache(2, 6)
     ids = np.full((2, 4), 5)
     with pytest.raises(ValueError, match=r"with a StaticCache, attention_mask must cover all 6 cache slots"):

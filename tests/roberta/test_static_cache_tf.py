@@ -100,7 +100,7 @@ def test_static_cache_errors(tmp_path):
     _, ours = pair("Roberta", "ForCausalLM", tmp_path)
     limit = ours.config.max_sequence_length  # 40 positions - pad_token_id 1 - 1
     assert ours.init_cache(1, limit).max_length == limit
-    with pytest.raises(ValueError, match=f"a StaticCache of {limit + 1} slots exceeds the {limit} positions"):
+    with pytest.raises(ValueError, match=f"a cache of {limit + 1} slots exceeds the {limit} positions"):
         ours.init_cache(1, limit + 1)
     cache = ours.init_cache(2, 6)
     assert isinstance(cache, StaticCache) and int(cache.index) == 0 and cache.index.dtype == tf.int32
