@@ -27,7 +27,9 @@ does, for constant and broadcast divisors: one ulp off at times); Hugging Face's
 ``pow2(n, dtype=float32)`` (exactly 2**n, built from exponent bits); reductions ``sum max min`` with
 ``(x, axis=None, keepdims=False)``; ``frexp(x) -> (mantissa, exponent)``; ``int_matmul(a, b) -> int32`` for
 integer ``a [..., m, k]`` and ``b [..., k, n]``; ``matmul`` for floats; ``below_2_31(x)``, True only if the backend
-can tell that every |x| < 2**31 (a shortcut; False is always correct).
+can tell that every |x| < 2**31 (a shortcut; False is always correct); ``materialize(x)``, x computed once and
+stored: XLA may not fuse (and so recompute) its elementwise producers into each of its consumers (identity where
+nothing fuses).
 """
 
 from __future__ import annotations
@@ -148,19 +150,23 @@ def dyadic(ops, numerator, denominator):
 def rounding_mul_shift(ops, x, m, e):
     """round_half_even(x * m / 2**e) for int64 ``x`` (|x| < 2**62), |m| <= 2**31 and ``e`` >= 0, exactly.
 
-    Both forms below are exact on their domain, so a backend may take the short one when it can tell that
-    |x| < 2**31 (``ops.below_2_31``, which may always say no) without changing a single result.
+    Both forms below are exact on their domain, so the short one is taken when |x| <= 2**31 is known without
+    changing a single result: always for x of a 32-bit or narrower dtype (the short form's product is then at most
+    2**62 in magnitude, within its domain), else when the backend can tell (``ops.below_2_31``, which may always say
+    no). Graphs (XLA) can only know it from the dtype; the long form is about four times the operations.
     """
+    narrow = x.dtype != ops.int64
     x, m, e = ops.cast(x, ops.int64), ops.cast(m, ops.int64), ops.cast(e, ops.int64)
     x = ops.where(m < 0, -x, x)  # a negative scale ratio (i-GELU's scale is negative) moves its sign to x
     m = ops.abs(m)
-    if ops.below_2_31(x):
+    if narrow or ops.below_2_31(x):
         return _rounding_shift(ops, x * m, e)
     return _wide_rounding_mul_shift(ops, x, m, e)
 
 
 def _rounding_shift(ops, product, e):
-    """round_half_even(product / 2**e) for |product| < 2**62 and e >= 0 (so e > 62 gives 0).
+    """round_half_even(product / 2**e) for |product| <= 2**62 (the rounding adds at most 2**61 before the shift:
+    no int64 overflow) and e >= 0 (so e > 62 gives 0).
 
     Adding 2**(e-1) - 1, plus 1 when the floor quotient is odd, before the floor shift rounds ties to even.
     """
@@ -214,7 +220,9 @@ def quantize_activation(ops, x, x_scale, bits: int, scale, identity=None, identi
     the output of a block kept in float) is quantized. Returns the ``bits``-bit integers."""
     dtype = integer_dtype(ops, bits)
     if x_scale is not None and (identity is None or identity_scale is not None):
-        return ops.cast(requantize(ops, x, x_scale, bits, scale, identity, identity_scale), dtype)
+        # Materialized: else XLA fuses the elementwise residual path of every earlier layer into each consumer
+        # (a layer norm has three), and program size and run time grow with the square of the depth.
+        return ops.materialize(ops.cast(requantize(ops, x, x_scale, bits, scale, identity, identity_scale), dtype))
     total = x if x_scale is None else dequantize(ops, x, x_scale)
     if identity is not None:
         total = total + (identity if identity_scale is None else dequantize(ops, identity, identity_scale))
@@ -261,14 +269,45 @@ def int_linear(ops, x_int, x_scale, weight_int, bias_int, weight_scale_, declare
     another scale (transformers hands every encoder layer the embeddings' scale, issue 26738), the product is first
     rescaled by x_scale / declared_scale, as HF's float division by the handed scale does. Returns (int, scale).
     """
-    accumulated = ops.cast(ops.int_matmul(x_int, ops.transpose(weight_int)), ops.int64)
+    accumulated = exact_matmul(ops, x_int, ops.transpose(weight_int), PRODUCT_BOUND)  # int32: the short rescale
     if declared_scale is None:
         declared_scale = x_scale
     else:
         accumulated = rescale(ops, accumulated, x_scale, declared_scale)
+    accumulated = ops.cast(accumulated, ops.int64)
     if bias_int is not None:
         accumulated = accumulated + ops.cast(bias_int, ops.int64)
     return accumulated, weight_scale_ * declared_scale
+
+
+FLOAT32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32, and sums of them stay exact there
+INT8_MAGNITUDE = 128  # 8-bit activations lie in [-128, 127], 8-bit weights in [-127, 126]
+PRODUCT_BOUND = INT8_MAGNITUDE * INT8_MAGNITUDE  # |a * b| of two 8-bit operands: 2**14
+
+
+def exact_chunk(k: int, product_bound: int, sum_bound: int | None = None) -> int:
+    """The longest run of a length-``k`` reduction that float32 accumulates exactly, in any order: every partial
+    sum of n terms is an integer of magnitude <= n * ``product_bound`` (or <= ``sum_bound`` when the caller knows a
+    tighter bound for whole rows), which float32 holds while it is <= 2**24."""
+    if (k * product_bound if sum_bound is None else sum_bound) <= FLOAT32_EXACT:
+        return k
+    if product_bound > FLOAT32_EXACT:
+        raise ValueError(f"products up to {product_bound} do not fit float32's exact integers (2**24)")
+    return FLOAT32_EXACT // product_bound
+
+
+def exact_matmul(ops, a, b, product_bound: int, sum_bound: int | None = None):
+    """Integer a [..., m, k] @ b [..., k, n] as int32, through float32 matmuls: every framework's float GEMM is far
+    faster on CPU than its integer one (PyTorch's is a reference loop), and it is exact here because the reduction
+    is cut into chunks (``exact_chunk``) whose sums stay within 2**24; the exact chunk results add up in int32."""
+    k = a.shape[-1]
+    chunk = exact_chunk(k, product_bound, sum_bound)
+    a, b = ops.cast(a, ops.float32), ops.cast(b, ops.float32)
+    total = None
+    for start in range(0, k, chunk):
+        part = ops.cast(ops.matmul(a[..., start:start + chunk], b[..., start:start + chunk, :]), ops.int32)
+        total = part if total is None else total + part
+    return total
 
 
 def rescale(ops, x_int, x_scale, to_scale):
@@ -366,7 +405,7 @@ def int_softmax(ops, scores_int, scale, masked, act_scale, output_bit: int):
     exp_int, _ = int_exp(ops, scores, scale)
     m, e = dyadic(ops, ops.constant(1.0, ops.float32), act_scale)
     low, high = signed_range(SOFTMAX_ACT_BIT)
-    exp16 = ops.clip(rounding_mul_shift(ops, exp_int, m, e), low, high)
+    exp16 = ops.materialize(ops.clip(rounding_mul_shift(ops, exp_int, m, e), low, high))  # two consumers
     total = ops.maximum(ops.sum(exp16, axis=-1, keepdims=True), 1)
     factor = ops.floor_divide(ops.constant(1 << MAX_BIT, ops.int64), total)
     probs = ops.right_shift(exp16 * factor, ops.constant(MAX_BIT - output_bit, ops.int64))
@@ -485,14 +524,19 @@ def attention_scores(ops, query, key, query_scale, key_scale, head_dim: int):
     scale = math.sqrt(head_dim)
     score_scale = None if query_scale is None else ops.divide(query_scale * key_scale, scale)
     if ops.is_integer(query):
-        return ops.int_matmul(query, ops.swap_last(key)), score_scale
+        return exact_matmul(ops, query, ops.swap_last(key), PRODUCT_BOUND), score_scale
     return ops.divide(ops.matmul(query, ops.swap_last(key)), scale), score_scale
 
 
 def attention_context(ops, probs, value, probs_scale, value_scale):
-    """probs [b, h, q, k] @ value [b, h, k, d]: int32 when both are integer, else float (dequantizing value)."""
+    """probs [b, h, q, k] @ value [b, h, k, d]: int32 when both are integer, else float (dequantizing value).
+
+    Integer probabilities are non-negative and sum to at most 1 / probs_scale (2**8) per row (the softmax floors
+    its shares of 2**32), and |value| <= 128, so every partial sum is within 2**15: float32 is exact at any length.
+    """
     if ops.is_integer(probs) and ops.is_integer(value):
-        return ops.int_matmul(probs, value), probs_scale * value_scale
+        bound = round(1 / probs_scale) * INT8_MAGNITUDE
+        return exact_matmul(ops, probs, value, bound, sum_bound=bound), probs_scale * value_scale
     if ops.is_integer(value):
         value = dequantize(ops, value, value_scale)
     context_scale = None if probs_scale is None else probs_scale * value_scale

@@ -56,6 +56,13 @@ class JaxOps:
     matmul = staticmethod(jnp.matmul)
 
     @staticmethod
+    def materialize(x):
+        """``x`` read through a gather of its own last axis: XLA's CPU fusion never duplicates a gather into several
+        consumers, so ``x`` is computed once (an optimization barrier does not do it: the CPU pipeline removes it
+        before fusing)."""
+        return jnp.take(x, jnp.arange(x.shape[-1]), axis=-1)
+
+    @staticmethod
     def cast(x, dtype):
         return jnp.asarray(x).astype(dtype)
 

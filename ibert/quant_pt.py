@@ -53,6 +53,7 @@ class TorchOps:
     ceil = staticmethod(torch.ceil)
     matmul = staticmethod(torch.matmul)
     reciprocal = staticmethod(torch.reciprocal)
+    materialize = staticmethod(lambda x: x)  # eager PyTorch stores every result
 
     @staticmethod
     def divide(a, b):
