@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from typing import Any, ClassVar
 
-from .io import atomic_write_text
+from .io import save_files
 
 CONFIG_NAME = "config.json"
 
@@ -64,13 +65,21 @@ COMMON_FIELDS: dict[str, Field] = {
 }
 
 
-def from_json_file(from_dict, path: str | os.PathLike, overrides: dict[str, Any]):
-    """``from_dict(values, **overrides)`` of a JSON file; errors name the file."""
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON file holding one object (config.json, generation_config.json); errors name the file."""
     try:
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON ({err}); fix or regenerate the file") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is not valid UTF-8 JSON ({err}); fix or regenerate the file") from err
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a JSON object, got {type(values).__name__}")
+    return values
+
+
+def from_json_file(from_dict, path: str | os.PathLike, overrides: dict[str, Any]):
+    """``from_dict(values, **overrides)`` of a JSON file; errors name the file."""
+    values = read_json_object(path)
     try:
         return from_dict(values, **overrides)
     except ConfigError as err:
@@ -132,9 +141,19 @@ class PretrainedConfig:
         """Check relations between values; subclasses extend it."""
 
     def require_positive(self, *names: str) -> None:
+        """Sizes, counts and epsilons: a number > 0 (NaN and infinity refused: a NaN passes every comparison)."""
         for name in names:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{type(self).__name__}.{name} must be positive, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{type(self).__name__}.{name} must be positive and finite, got {value!r}")
+
+    def require_std(self, *names: str) -> None:
+        """Standard deviations of the initial weights: finite and >= 0 (0 starts every weight at zero)."""
+        for name in names:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{type(self).__name__}.{name} (the standard deviation of the initial weights) "
+                                  f"must be finite and >= 0, got {value!r}")
 
     def require_probability(self, *names: str) -> None:
         for name in names:
@@ -194,7 +213,8 @@ class PretrainedConfig:
         return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs), **kwargs)
 
     def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False) -> None:
-        atomic_write_text(os.path.join(folder, CONFIG_NAME), self.to_json_string(), overwrite=overwrite)
+        """Write ``config.json`` to ``folder`` (created if missing), atomically; an existing one only with ``overwrite``."""
+        save_files(folder, {CONFIG_NAME: self.to_json_string()}, overwrite=overwrite)
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()

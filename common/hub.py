@@ -18,6 +18,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from .io import visible_file
+
 HUB_ARGUMENTS = ("revision", "cache_dir", "local_files_only", "token")
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -72,8 +74,7 @@ def resolve_optional_file(
     """
     name = os.fspath(name_or_path)
     if os.path.isdir(name):
-        path = os.path.join(name, filename)
-        return path if os.path.isfile(path) else None
+        return visible_file(name, filename)  # through an unfinished save's journal, if there is one
     if os.path.exists(name):
         raise NotADirectoryError(f"{name} is a file; pass the folder that holds the model's files")
     try:

@@ -1,5 +1,5 @@
-"""``python -m rosettazoo.conversion SRC DST``: see ``cli.py``."""
+"""``python -m rosettazoo.conversion [convert|info] ...``: see ``cli.py``."""
 
 from .cli import main
 
-raise SystemExit(main())
+raise SystemExit(main(prog="python -m rosettazoo.conversion"))

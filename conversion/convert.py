@@ -7,6 +7,8 @@ this module returns.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from .rules import WeightsSpec, to_canonical
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsError(ValueError):
@@ -43,6 +47,23 @@ def _shape_in_checkpoint(checkpoint: Mapping[str, Any], name: str) -> tuple[int,
     return tuple(np.shape(checkpoint[name]))
 
 
+def _dtype_in_checkpoint(checkpoint: Mapping[str, Any], name: str) -> np.dtype:
+    dtype_of = getattr(checkpoint, "dtype", None)
+    if callable(dtype_of):
+        return np.dtype(dtype_of(name))
+    return np.asarray(checkpoint[name]).dtype
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    # numpy's floats and ml_dtypes' (bfloat16, float8_*), whose numpy kind is "V"; ints, bools, complex are not.
+    return dtype.name.startswith(("float", "bfloat"))
+
+
+def _layer_pattern(name: str) -> str:
+    """A canonical name with its layer numbers blanked: encoder.layer.3.output.dense.weight -> encoder.layer.#...."""
+    return re.sub(r"\.\d+(?=\.)", ".#", name)
+
+
 def load_weights(
     target: Mapping[str, tuple[int, ...]],
     checkpoint: Mapping[str, Any],
@@ -58,7 +79,9 @@ def load_weights(
     ``checkpoint`` maps canonical names to arrays and is read one tensor at a time (it may expose
     ``shape(name)`` to check shapes before reading). Returns {framework path: array in the framework's
     layout} and a report. Raises ``WeightsError`` naming every tensor that is missing (unless it belongs to a
-    head and ``allow_new_heads`` is set) or misshapen (unless ``ignore_mismatched_sizes``).
+    head and ``allow_new_heads`` is set), misshapen (unless ``ignore_mismatched_sizes``), stored as integers or
+    bools where the model has float weights, or belonging to a layer the config does not have (a deeper
+    checkpoint than the config says). Other tensors the model does not use are logged as a warning and reported.
     """
     prefix = spec.base_model_prefix + "."
     model_prefixed = _with_prefix(target, prefix)
@@ -76,6 +99,7 @@ def load_weights(
     roots: set[str] = set()  # the model's top-level modules ("roberta", "lm_head")
     report = LoadReport()
     missing_required: list[str] = []
+    not_float: list[str] = []
     for path, shape in target.items():
         canonical, transpose = to_canonical(path, framework)
         wanted = full(canonical, model_prefixed)
@@ -92,6 +116,10 @@ def load_weights(
         if stored != expected:
             report.mismatched.append((canonical, stored, expected))
             continue
+        dtype = _dtype_in_checkpoint(checkpoint, available[found])
+        if not _is_float(dtype):
+            not_float.append(f"{available[found]} ({dtype.name})")
+            continue
         array = np.asarray(checkpoint[available[found]])
         loaded[path] = np.ascontiguousarray(array.T) if transpose else array
 
@@ -102,7 +130,17 @@ def load_weights(
     report.unexpected = sorted(
         available[n] for n in available if n not in consumed and not spec.is_ignored(n) and not tied_copy(n)
     )
+    model_layers = {_layer_pattern(full(to_canonical(path, framework)[0], model_prefixed)) for path in target}
+    extra_layers = [name for name in report.unexpected
+                    if _layer_pattern(full(name, checkpoint_prefixed)) in model_layers]
     problems = []
+    if extra_layers:
+        problems.append(f"it holds {len(extra_layers)} tensor(s) for layers the config does not have, starting with "
+                        f"{extra_layers[0]}: the checkpoint is deeper than the config says (check num_hidden_layers / "
+                        f"encoder_layers / decoder_layers in config.json)")
+    if not_float:
+        problems.append(f"{len(not_float)} tensor(s) hold integers or bools where the model needs float weights "
+                        f"(re-save the checkpoint with float weights): {', '.join(not_float)}")
     if missing_required:
         hint = " (pass allow_new_heads=True to initialize new heads randomly)" if any(
             spec.may_be_new(full(n, model_prefixed)) for n in missing_required) else ""
@@ -113,7 +151,21 @@ def load_weights(
                         f"initialize them randomly instead): {shapes}")
     if problems:
         raise WeightsError(f"{source} does not fit the model: " + "; ".join(problems))
+    _log_report(report, source)
     return loaded, report
+
+
+def _log_report(report: LoadReport, source: str) -> None:
+    """Warn, as transformers does, about tensors left unused and weights left at their random initialization."""
+    if report.unexpected:
+        logger.warning("%s holds %d tensor(s) the model does not use, ignored: %s", source, len(report.unexpected),
+                       ", ".join(report.unexpected))
+    if report.missing:
+        logger.warning("%s lacks %d tensor(s) of new heads, initialized randomly (train them before use): %s",
+                       source, len(report.missing), ", ".join(report.missing))
+    if report.mismatched:
+        logger.warning("%s holds %d tensor(s) of the wrong shape, initialized randomly instead: %s", source,
+                       len(report.mismatched), ", ".join(name for name, _, _ in report.mismatched))
 
 
 def export_weights(tree: Mapping[str, Any], spec: WeightsSpec, framework: str) -> dict[str, np.ndarray]:

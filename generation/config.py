@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from ..common.config import ConfigError, Field, PretrainedConfig, from_json_file
-from ..common.io import atomic_write_text
+from ..common.io import save_files
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -237,7 +237,7 @@ class GenerationConfig:
     def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write ``generation_config.json`` atomically; an invalid config is refused, as transformers does."""
         self.validate()
-        atomic_write_text(os.path.join(folder, GENERATION_CONFIG_NAME), self.to_json_string(), overwrite=overwrite)
+        save_files(folder, {GENERATION_CONFIG_NAME: self.to_json_string()}, overwrite=overwrite)
 
     def __eq__(self, other: object) -> bool:
         if type(self) is not type(other):

@@ -4,6 +4,7 @@ checkpoint may lack (one saved before quantization-aware training, or converted 
 from __future__ import annotations
 
 from ..conversion.rules import WeightsSpec
+from ..roberta.weights import TF_RENAMES, tf_layer_links  # TF names as RoBERTa's: transformers has no TF I-BERT
 from .config import IBertConfig
 
 # Buffers some checkpoints carry that are not weights.
@@ -20,4 +21,4 @@ def weights_spec(config: IBertConfig, base_model_prefix: str = "ibert") -> Weigh
     if config.tie_word_embeddings:
         tied["lm_head.decoder.weight"] = f"{base_model_prefix}.embeddings.word_embeddings.weight"
     return WeightsSpec(base_model_prefix=base_model_prefix, tied=tied, ignored=_IGNORED, new_heads=(r"^pooler\.",),
-                       optional=_OPTIONAL)
+                       optional=_OPTIONAL, tf_renames=TF_RENAMES, tf_layer_links=tf_layer_links(base_model_prefix))

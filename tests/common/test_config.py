@@ -67,13 +67,13 @@ def test_bad_values_are_named(values, message):
 
 def test_malformed_json_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "roberta", "hidden_size": 32,')
-    with pytest.raises(ConfigError, match="config.json is not valid JSON"):
+    with pytest.raises(ConfigError, match="config.json is not valid UTF-8 JSON"):
         RobertaConfig.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "roberta", "vocab_size": 12.5}')
     with pytest.raises(ConfigError, match="config.json: RobertaConfig.vocab_size must be int"):
         RobertaConfig.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="needs a JSON object"):
+    with pytest.raises(ConfigError, match="config.json must hold a JSON object"):
         RobertaConfig.from_pretrained(tmp_path)
 
 

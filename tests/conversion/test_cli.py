@@ -1,4 +1,5 @@
-"""``python -m rosettazoo.conversion SRC DST``: any checkpoint in, config.json + model.safetensors out."""
+"""``python -m rosettazoo.conversion SRC DST`` (the older spelling of ``rosettazoo convert``): any checkpoint in,
+config.json + model.safetensors out."""
 
 import json
 import os
@@ -48,7 +49,8 @@ def test_hf_sharded_bin_to_sharded_bfloat16_safetensors(hf_bin_sharded, tmp_path
     model, source = hf_bin_sharded
     assert main([str(source), str(tmp_path), "--dtype", "bfloat16", "--max-shard-size", "30KB"]) == 0
     assert f"wrote {tmp_path}" in capsys.readouterr().out
-    assert (tmp_path / "config.json").read_bytes() == (source / "config.json").read_bytes()
+    written = json.loads((tmp_path / "config.json").read_text())  # the config says what the weights now are
+    assert written == {**json.loads((source / "config.json").read_text()), "dtype": "bfloat16"}
     index = json.loads((tmp_path / SAFE_WEIGHTS_INDEX_NAME).read_text())
     assert len(set(index["weight_map"].values())) > 1
     state = model.state_dict()
@@ -62,6 +64,11 @@ def test_hf_sharded_bin_to_sharded_bfloat16_safetensors(hf_bin_sharded, tmp_path
     assert not any(info.values()), info
     for name, tensor in state.items():
         assert torch.equal(again.state_dict()[name], tensor.to(torch.bfloat16)), name
+
+
+def with_config(folder):
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "roberta"}')
 
 
 def test_dtypes_are_kept_by_default(tmp_path):
@@ -83,10 +90,11 @@ def test_dtype_casts_floating_point_only(tmp_path):
         assert checkpoint["ids"].dtype == np.int64 and checkpoint["flags"].dtype == np.bool_
 
 
-def test_source_without_config_writes_weights_only(tmp_path):
+def test_source_without_config_is_an_error(tmp_path, capsys):
     numpy_source(tmp_path / "src", config=False)
-    assert main([str(tmp_path / "src"), str(tmp_path / "dst")]) == 0
-    assert os.listdir(tmp_path / "dst") == [SAFE_WEIGHTS_NAME]
+    assert main([str(tmp_path / "src"), str(tmp_path / "dst")]) == 2
+    assert "src has no config.json; the converter copies whole models" in capsys.readouterr().err
+    assert not (tmp_path / "dst").exists()
 
 
 def test_refuses_to_overwrite_unless_asked(tmp_path, capsys):
@@ -108,9 +116,9 @@ def test_refuses_to_overwrite_unless_asked(tmp_path, capsys):
     ("make_source", "args", "message"),
     [
         (lambda src: None, [], "neither a local folder nor a valid hub id"),
-        (lambda src: src.mkdir(), [], "has no model.safetensors"),
+        (lambda src: with_config(src), [], "has no model.safetensors"),
         (lambda src: numpy_source(src), ["--max-shard-size", "lots"], "max_shard_size"),
-        (lambda src: (src.mkdir(), (src / SAFE_WEIGHTS_NAME).write_bytes(b"truncated")), [], "re-download or re-save"),
+        (lambda src: (with_config(src), (src / SAFE_WEIGHTS_NAME).write_bytes(b"truncated")), [], "re-download or re-save"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, make_source, args, message):
@@ -130,6 +138,7 @@ def test_bad_dtype_is_a_usage_error(tmp_path, capsys):
 
 def test_bin_without_torch_exits_2(tmp_path, monkeypatch, capsys):
     torch.save({"w": torch.zeros(2)}, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text('{"model_type": "roberta"}')
     monkeypatch.setitem(sys.modules, "torch", None)
     assert main([str(tmp_path), str(tmp_path / "dst")]) == 2
     assert 'pip install "rosettazoo[torch]"' in capsys.readouterr().err

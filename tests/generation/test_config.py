@@ -130,7 +130,7 @@ def test_from_pretrained_overrides_and_bad_json(tmp_path):
     GenerationConfig(num_beams=4).save_pretrained(tmp_path)
     assert GenerationConfig.from_pretrained(tmp_path, num_beams=2).num_beams == 2
     (tmp_path / GENERATION_CONFIG_NAME).write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(ConfigError, match="not valid UTF-8 JSON"):
         GenerationConfig.from_pretrained(tmp_path)
 
 
