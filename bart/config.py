@@ -48,8 +48,9 @@ class BartConfig(PretrainedConfig):
         name = type(self).__name__
         self.require_positive(
             "vocab_size", "max_position_embeddings", "d_model", "encoder_layers", "encoder_ffn_dim",
-            "encoder_attention_heads", "decoder_layers", "decoder_ffn_dim", "decoder_attention_heads", "init_std",
+            "encoder_attention_heads", "decoder_layers", "decoder_ffn_dim", "decoder_attention_heads",
         )
+        self.require_std("init_std")
         self.require_probability("encoder_layerdrop", "decoder_layerdrop", "dropout", "attention_dropout",
                                  "activation_dropout", "classifier_dropout")
         for side in ("encoder", "decoder"):

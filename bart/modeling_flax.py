@@ -30,6 +30,7 @@ from ..common.layers_flax import (
     activation,
     additive_mask,
     attention_bias,
+    checkpointed,
     concrete,
     cross_entropy,
     dense,
@@ -51,7 +52,15 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_static_cache_length, check_token_ids, input_shape
+from ..common.validation import (
+    check_cache_layers,
+    check_encoder_hidden_states,
+    check_not_empty,
+    check_rank,
+    check_sequence_length,
+    check_static_cache_length,
+    input_shape,
+)
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
@@ -66,6 +75,7 @@ def shift_tokens_right(input_ids: Array, pad_token_id: int | None, decoder_start
                        name: str = "input_ids") -> Array:
     """Decoder inputs from labels (or input ids): the start token, then all but the last; -100 becomes padding."""
     check_rank(name, np.shape(input_ids), 2, "batch, sequence")
+    check_not_empty(name, np.shape(input_ids))
     if pad_token_id is None:
         raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
     if decoder_start_token_id is None:
@@ -77,10 +87,7 @@ def shift_tokens_right(input_ids: Array, pad_token_id: int | None, decoder_start
 
 
 def _check_same_batch(batch: int, encoder_hidden_states: Array) -> None:
-    encoder_batch = np.shape(encoder_hidden_states)[0]
-    if encoder_batch != batch:
-        raise ValueError(f"the encoder output has batch size {encoder_batch} but the decoder input has batch size "
-                         f"{batch}; they must be equal")
+    check_encoder_hidden_states(np.shape(encoder_hidden_states), batch)
 
 
 def _clamp_float16(hidden_states: Array) -> Array:
@@ -101,11 +108,12 @@ def _tuple_if(flag: bool, values: list) -> tuple | None:
 
 
 class _Block(nn.Module):
-    """Fields every BART block carries."""
+    """Fields every BART block carries; ``gradient_checkpointing`` runs the layers under it with ``nn.remat``."""
 
     config: BartConfig
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    gradient_checkpointing: bool = False
 
     def _dense(self, features: int, use_bias: bool = True):
         return dense(features, self.config.init_std, self.dtype, self.param_dtype, use_bias=use_bias)
@@ -113,8 +121,13 @@ class _Block(nn.Module):
     def _layer_norm(self):
         return layer_norm(LAYER_NORM_EPS, self.dtype, self.param_dtype)
 
-    def _embed(self, count: int):
-        return Embed(count, self.config.d_model, self.config.init_std, self.dtype, self.param_dtype)
+    def _embed(self, count: int, padding_idx: int | None = None):
+        return Embed(count, self.config.d_model, self.config.init_std, self.dtype, self.param_dtype,
+                     padding_idx=padding_idx)
+
+    def _token_embed(self):
+        """The token table; as PyTorch's ``padding_idx``, lookups of the pad token pass no gradient to its row."""
+        return self._embed(self.config.vocab_size, self.config.pad_token_id)
 
     def _attention(self, heads: int):
         c = self.config
@@ -201,6 +214,8 @@ class FlaxBartLayers(_Block):
         c = self.config
         layer, count = (FlaxBartDecoderLayer, c.decoder_layers) if self.decoder else (FlaxBartEncoderLayer,
                                                                                        c.encoder_layers)
+        # static_argnums: deterministic and output_attentions, the last two arguments of either layer's __call__.
+        layer = checkpointed(layer, self.gradient_checkpointing, static_argnums=(9, 10) if self.decoder else (4, 5))
         self.layers = [layer(c, self.dtype, self.param_dtype, name=str(i)) for i in range(count)]
 
     def __call__(self, index: int, *args):
@@ -222,9 +237,10 @@ class _FlaxBartStack(_Block):
 
     def _add_blocks(self, decoder: bool) -> None:
         c = self.config
-        self.embed_tokens = self.shared if self.shared is not None else self._embed(c.vocab_size)
+        self.embed_tokens = self.shared if self.shared is not None else self._token_embed()
         self.embed_positions = self._embed(c.max_position_embeddings + POSITION_OFFSET)
-        self.layers = FlaxBartLayers(c, self.dtype, self.param_dtype, decoder=decoder)
+        self.layers = FlaxBartLayers(c, self.dtype, self.param_dtype, decoder=decoder,
+                                     gradient_checkpointing=self.gradient_checkpointing)
         self.layernorm_embedding = self._layer_norm()
         self.dropout = nn.Dropout(c.dropout)
 
@@ -232,9 +248,7 @@ class _FlaxBartStack(_Block):
         """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized."""
         c = self.config
         if inputs_embeds is None:
-            values = concrete(input_ids)
-            if values is not None:
-                check_token_ids(values, c.vocab_size, ids_name)
+            self.embed_tokens.check(input_ids, ids_name)
             scale = math.sqrt(c.d_model) if c.scale_embedding else 1.0
             inputs_embeds = self.embed_tokens(input_ids) * scale
         positions = self.embed_positions(jnp.arange(seq) + past_length + POSITION_OFFSET)
@@ -331,10 +345,10 @@ class FlaxBartDecoder(_FlaxBartStack):
         if past_key_values is None:
             return None
         layers = past_key_values.layers if isinstance(past_key_values, StaticCache) else past_key_values
-        count = self.config.decoder_layers
-        if len(layers) != count or any(len(entry) not in (2, 4) for entry in layers):
-            raise ValueError(f"past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
-                             f"layer ({count}), each [batch, heads, seq, head_dim]")
+        check_cache_layers(layers, self.config.decoder_layers, "decoder_layers")
+        if any(len(entry) not in (2, 4) for entry in layers):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
+                             "layer, each [batch, heads, seq, head_dim]")
         return tuple(layers)
 
     def _self_attention_bias(self, attention_mask, past_key_values, batch, seq, past_length, dtype):
@@ -372,9 +386,10 @@ class FlaxBartModule(_Block):
     extra_inputs = ("past_key_values",)  # class constant: optional inputs beyond the common ones
 
     def setup(self):
-        self.shared = self._embed(self.config.vocab_size)
-        self.encoder = FlaxBartEncoder(self.config, self.dtype, self.param_dtype, self.shared)
-        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, self.shared)
+        self.shared = self._token_embed()
+        blocks = (self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
+        self.encoder = FlaxBartEncoder(*blocks, shared=self.shared)
+        self.decoder = FlaxBartDecoder(*blocks, shared=self.shared)
 
     def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                  head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
@@ -436,7 +451,7 @@ class FlaxBartForConditionalGenerationModule(_LanguageModelHead):
 
     def setup(self):
         c = self.config
-        self.model = FlaxBartModule(c, self.dtype, self.param_dtype)
+        self.model = FlaxBartModule(c, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.final_logits_bias = self.param("final_logits_bias", jax.nn.initializers.zeros, (1, c.vocab_size),
                                             self.param_dtype)
         self._add_lm_head()
@@ -494,7 +509,7 @@ class FlaxBartForSequenceClassificationModule(_Block):
     extra_inputs = ("labels",)
 
     def setup(self):
-        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype)
+        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.classification_head = FlaxBartClassificationHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, **inputs):
@@ -518,7 +533,7 @@ class FlaxBartForQuestionAnsweringModule(_Block):
     extra_inputs = ("start_positions", "end_positions")
 
     def setup(self):
-        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype)
+        self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.qa_outputs = self._dense(self.config.num_labels)
 
     def __call__(self, start_positions=None, end_positions=None, **inputs):
@@ -537,7 +552,8 @@ class FlaxBartDecoderWrapper(_Block):
     """Holds the decoder as ``model.decoder``, so a BartForCausalLM's weights keep the encoder-decoder's names."""
 
     def setup(self):
-        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, input_prefix="")
+        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing,
+                                       input_prefix="")
 
     def __call__(self, **inputs):
         return self.decoder(**inputs)
@@ -550,7 +566,7 @@ class FlaxBartForCausalLMModule(_LanguageModelHead):
     """
 
     def setup(self):
-        self.model = FlaxBartDecoderWrapper(self.config, self.dtype, self.param_dtype)
+        self.model = FlaxBartDecoderWrapper(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self._add_lm_head()
 
     def __call__(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,

@@ -30,6 +30,7 @@ from ..common.layers_pt import (
     layer_dropped,
     new_static_cache,
     padding_keep_mask,
+    run_layer,
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
@@ -48,7 +49,16 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, check_static_cache_length, input_shape
+from ..common.validation import (
+    check_cache_layers,
+    check_encoder_hidden_states,
+    check_not_empty,
+    check_rank,
+    check_sequence_length,
+    check_shape,
+    check_static_cache_length,
+    input_shape,
+)
 from ..generation.mixin_pt import GenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
@@ -61,6 +71,7 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decode
                        name: str = "input_ids") -> torch.Tensor:
     """Decoder inputs from targets: start token first, everything one step later, ignored labels (-100) as padding."""
     check_rank(name, input_ids.shape, 2, "batch, sequence")
+    check_not_empty(name, tuple(input_ids.shape))
     if pad_token_id is None:
         raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
     shifted = input_ids.new_zeros(input_ids.shape)
@@ -159,6 +170,7 @@ class _BartStack(nn.Module):
         self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, config.d_model)
         self.layers = nn.ModuleList(layers)
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.gradient_checkpointing = False
 
     def _embed(self, input_ids, inputs_embeds, seq: int, past_length: int | torch.Tensor, ids_name: str):
         """Embeddings of the tokens at positions ``past_length ...``; a tensor ``past_length`` is a StaticCache's
@@ -195,7 +207,7 @@ class BartEncoder(_BartStack):
                 all_hidden.append(hidden_states)
             probs = None
             if not layer_dropped(self, config.encoder_layerdrop):
-                hidden_states, probs = layer(hidden_states, mask, layer_head_mask, output_attentions)
+                hidden_states, probs = run_layer(self, layer, hidden_states, mask, layer_head_mask, output_attentions)
             if output_attentions:
                 all_attentions.append(probs)
         if output_hidden_states:
@@ -231,6 +243,7 @@ class BartDecoder(_BartStack):
         else:
             if hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
                 past_key_values = past_key_values.to_legacy_cache()
+            check_cache_layers(past_key_values or None, config.decoder_layers, "decoder_layers")
             past_length = past_key_values[0][0].shape[2] if past_key_values else 0
             past_layers = past_key_values or None
         hidden_states = self._embed(input_ids, inputs_embeds, seq, past_length, names[0])
@@ -259,8 +272,8 @@ class BartDecoder(_BartStack):
                 if static:  # the cache keeps every layer, this one unchanged
                     cache.append(past)
                 continue
-            hidden_states, self_probs, cross_probs, layer_cache = layer(
-                hidden_states, mask, encoder_hidden_states, encoder_mask, head_masks[i], cross_head_masks[i],
+            hidden_states, self_probs, cross_probs, layer_cache = run_layer(
+                self, layer, hidden_states, mask, encoder_hidden_states, encoder_mask, head_masks[i], cross_head_masks[i],
                 past, output_attentions, past_length if static else None,
             )
             if output_attentions:
@@ -294,12 +307,7 @@ class BartDecoder(_BartStack):
 
 
 def _check_same_batch(batch: int, encoder_hidden_states) -> None:
-    encoder_batch = encoder_hidden_states.shape[0]
-    if encoder_batch != batch:
-        raise ValueError(
-            f"the encoder output has batch size {encoder_batch} but the decoder input has batch size {batch}; "
-            f"they must be equal"
-        )
+    check_encoder_hidden_states(tuple(encoder_hidden_states.shape), batch)
 
 
 def _causal_mask(attention_mask, batch, seq, past_length, hidden_states, name):

@@ -27,11 +27,13 @@ from ..common.layers_tf import (
     dense,
     dim,
     embedding,
+    gather,
     head_mask_per_layer,
     layer_norm,
     lookup_token_ids,
     new_static_cache,
     padding_keep_mask,
+    run_layer,
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
@@ -49,7 +51,13 @@ from ..common.outputs import (
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
 )
-from ..common.validation import check_rank, check_static_cache_length
+from ..common.validation import (
+    check_cache_layers,
+    check_encoder_hidden_states,
+    check_not_empty,
+    check_rank,
+    check_static_cache_length,
+)
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
@@ -57,6 +65,8 @@ from .weights import weights_spec
 # Learned positions start at row 2 (fairseq reserved the first two rows).
 POSITION_OFFSET = 2
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which BART uses
+# What an exported encoder-decoder serves (the classification and QA heads build decoder inputs from input_ids).
+SEQ2SEQ_SERVING_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
 
 
 def shift_tokens_right(input_ids, pad_token_id: int | None, decoder_start_token_id: int | None,
@@ -68,6 +78,7 @@ def shift_tokens_right(input_ids, pad_token_id: int | None, decoder_start_token_
         raise ValueError("config.decoder_start_token_id must be set to build decoder inputs from input_ids or labels")
     input_ids = tf.convert_to_tensor(input_ids)
     check_rank(name, list(input_ids.shape), 2, "batch, sequence")
+    check_not_empty(name, list(input_ids.shape))
     start = tf.fill([dim(input_ids, 0), 1], tf.cast(decoder_start_token_id, input_ids.dtype))
     shifted = tf.concat([start, input_ids[:, :-1]], axis=1)
     return tf.where(shifted == -100, tf.cast(pad_token_id, shifted.dtype), shifted)
@@ -79,9 +90,11 @@ def _sequence_shape(ids, embeds, ids_name: str, embeds_name: str):
         raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
     if ids is not None:
         check_rank(ids_name, list(ids.shape), 2, "batch, sequence")
+        check_not_empty(ids_name, list(ids.shape))
         return dim(ids, 0), dim(ids, 1)
     if embeds is not None:
         check_rank(embeds_name, list(embeds.shape), 3, "batch, sequence, hidden")
+        check_not_empty(embeds_name, list(embeds.shape))
         return dim(embeds, 0), dim(embeds, 1)
     raise ValueError(f"give {ids_name} or {embeds_name}")
 
@@ -201,6 +214,7 @@ class _TFBartStack(Block):
                                          "embed_positions", dtype)
         self.layernorm_embedding = layer_norm(d_model, LAYER_NORM_EPS, "layernorm_embedding", dtype)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=dtype)
+        self.gradient_checkpointing = False
 
     @property
     def token_table(self):
@@ -217,7 +231,7 @@ class _TFBartStack(Block):
                 inputs_embeds = inputs_embeds * self.embed_scale
         inputs_embeds = tf.convert_to_tensor(inputs_embeds)
         positions = tf.range(seq) + tf.cast(past_length, tf.int32) + POSITION_OFFSET
-        hidden_states = inputs_embeds + tf.cast(tf.gather(self.embed_positions.embeddings, positions),
+        hidden_states = inputs_embeds + tf.cast(gather(self.embed_positions.embeddings, positions),
                                                 inputs_embeds.dtype)
         return self.dropout(self.layernorm_embedding(hidden_states), training=training)
 
@@ -246,7 +260,8 @@ class TFBartEncoder(_TFBartStack):
         for layer, layer_head_mask in zip(self.layers, head_masks, strict=True):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            output, probs = layer(hidden_states, attention_mask=mask, head_mask=layer_head_mask, training=training)
+            output, probs = run_layer(self, layer, hidden_states, attention_mask=mask, head_mask=layer_head_mask,
+                                      training=training)
             hidden_states = _skip_layer(config.encoder_layerdrop, training, hidden_states, output)
             if output_attentions:
                 all_attentions.append(probs)
@@ -280,6 +295,7 @@ class TFBartDecoder(_TFBartStack):
         config = self.config
         prefix = self.input_prefix
         batch, seq = _sequence_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
+        check_cache_layers(past_key_values, config.decoder_layers, "decoder_layers")
         static = isinstance(past_key_values, StaticCache)
         if static:
             # init_cache checked max_length against the positions; each write checks the room left.
@@ -311,8 +327,8 @@ class TFBartDecoder(_TFBartStack):
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            output, self_probs, cross_probs, layer_cache = layer(
-                hidden_states, attention_mask=mask, encoder_hidden_states=encoder_hidden_states,
+            output, self_probs, cross_probs, layer_cache = run_layer(
+                self, layer, hidden_states, attention_mask=mask, encoder_hidden_states=encoder_hidden_states,
                 encoder_attention_mask=encoder_mask, head_mask=head_masks[i], cross_attn_head_mask=cross_head_masks[i],
                 past_key_value=past_layers[i] if past_layers is not None else None,
                 cache_index=past_length if static else None, training=training,
@@ -359,10 +375,7 @@ class TFBartDecoder(_TFBartStack):
 
 
 def _check_same_batch(batch, encoder_hidden_states) -> None:
-    encoder_batch = encoder_hidden_states.shape[0]
-    if isinstance(batch, int) and encoder_batch is not None and encoder_batch != batch:
-        raise ValueError(f"the encoder output has batch size {encoder_batch} but the decoder input has batch size "
-                         f"{batch}; they must be equal")
+    check_encoder_hidden_states(list(encoder_hidden_states.shape), batch)
 
 
 class TFBartClassificationHead(Block):
@@ -414,6 +427,8 @@ class TFBartPreTrainedModel(TFPreTrainedModel):
 
 class TFBartModel(TFBartPreTrainedModel):
     """The bare encoder-decoder: ``shared`` embeddings, ``encoder`` and ``decoder``."""
+
+    serving_inputs = SEQ2SEQ_SERVING_INPUTS
 
     def __init__(self, config: BartConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
@@ -484,6 +499,8 @@ class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel)
     """Sequence to sequence LM: logits over the vocabulary from the tied ``shared`` matrix (or an untied
     ``lm_head``) plus the ``final_logits_bias`` buffer; labels give decoder inputs (shifted right) and the loss."""
 
+    serving_inputs = SEQ2SEQ_SERVING_INPUTS
+
     def __init__(self, config: BartConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
         dtype = self.dtype_policy
@@ -518,6 +535,14 @@ class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel)
 
     def head_loss(self, labels, output):
         return token_loss(output.logits, labels)
+
+    def inputs_from_targets(self, inputs, targets):
+        """Decoder inputs from Keras targets, built as from labels in the inputs (unless the inputs hold some)."""
+        if "labels" not in targets or {"decoder_input_ids", "decoder_inputs_embeds"} & set(inputs):
+            return {}
+        config = self.config
+        return {"decoder_input_ids": shift_tokens_right(targets["labels"], config.pad_token_id,
+                                                        config.decoder_start_token_id, "labels")}
 
 
 class TFBartForSequenceClassification(_TFBartSeq2SeqHeadModel):

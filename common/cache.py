@@ -29,4 +29,8 @@ class StaticCache:
     def to_legacy_cache(self) -> tuple[tuple[Any, ...], ...]:
         """The filled part, in transformers' legacy layout (outside compiled code: ``index`` must be concrete)."""
         filled = int(self.index)
+        if filled > self.max_length:
+            raise ValueError(f"the StaticCache overflowed: its index {filled} is past its {self.max_length} slots, "
+                             f"so its keys and values are NaN; make it with init_cache(batch, max_length) for as "
+                             f"many tokens as the prompt and every step write")
         return tuple((k[:, :, :filled], v[:, :, :filled], *cross) for k, v, *cross in self.layers)

@@ -14,11 +14,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from .activations import ACTIVATIONS
 from .cache import StaticCache
 from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
-from .validation import check_index_range, check_shape
+from .validation import (
+    cache_overflow_error,
+    check_cache_room,
+    check_index_range,
+    check_mask_shape,
+    check_sequence_classification_labels,
+    check_shape,
+    check_span_positions,
+    check_token_ids,
+    check_token_labels,
+    index_error,
+    infer_problem_type,
+    token_id_error,
+)
 
 Array = Any
 Dtype = Any
@@ -65,14 +79,37 @@ def concrete(x: Array | None) -> np.ndarray | None:
     return np.asarray(x)
 
 
-def take_rows(table: Array, ids: Array) -> Array:
-    """``table[ids]`` where ids outside [0, len(table)) give NaN rows instead of being clamped or wrapped.
+def take_rows(table: Array, ids: Array, low: int = 0, offset: int = 0) -> Array:
+    """Rows ``ids + offset`` of ``table``, where ids outside [low, len(table) - offset) give NaN rows instead of
+    being clamped or wrapped.
 
     Eager calls validate ids beforehand; under tracing this is what makes bad ids visible in the output.
     """
     ids = jnp.asarray(ids)
-    ids = jnp.where(ids < 0, table.shape[0], ids)  # jnp.take wraps negative ids even in "fill" mode
-    return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
+    valid = (ids >= low) & (ids < table.shape[0] - offset)
+    rows = jnp.where(valid, ids + offset, table.shape[0])  # jnp.take wraps negative ids even in "fill" mode
+    return jnp.take(table, rows, axis=0, mode="fill", fill_value=jnp.nan)
+
+
+def check_indices(ids: Array, size: int, name: str, what: str | None = None, low: int = 0) -> None:
+    """Raise the shared ValueError for ids outside [low, size) when their values are known now (eager calls);
+    ``what`` None: token ids, checked against the vocabulary of ``size`` tokens.
+
+    Under tracing the same check is a ``checkify.debug_check``: a no-op, unless the caller runs the jitted function
+    through ``jax.experimental.checkify.checkify``, which then returns this error instead of the NaN rows.
+    """
+    values = concrete(ids)
+    if values is not None:
+        if what is None:
+            check_token_ids(values, size, name)
+        else:
+            check_index_range(values, size, name, what, low)
+        return
+    ids = jnp.asarray(ids)
+    if ids.size:
+        message = token_id_error("{}", size, name) if what is None else index_error("{}", size, name, what, low)
+        bad = jnp.where(jnp.min(ids) < low, jnp.min(ids), jnp.max(ids))
+        checkify.debug_check(jnp.all((ids >= low) & (ids < size)), message, bad)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -161,7 +198,8 @@ class ClassificationHead(_ConfigBlock):
 class Embed(nn.Module):
     """An embedding table (param ``embedding``, as ``nn.Embed``) whose lookup never clamps bad ids.
 
-    ``padding_idx``: as PyTorch's, the lookups of that id pass no gradient to its row.
+    ``padding_idx``: as PyTorch's, the lookups of that id pass no gradient to its row. Id i is row i + ``offset``
+    and ids below ``low`` are invalid (OPT's positions: from -1, at rows from 1; the table keeps a row before).
     """
 
     num_embeddings: int
@@ -170,22 +208,30 @@ class Embed(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     padding_idx: int | None = None
+    offset: int = 0
+    low: int = 0
 
     def setup(self):
         self.embedding = self.param("embedding", jax.nn.initializers.normal(self.std),
                                     (self.num_embeddings, self.features), self.param_dtype)
 
     def __call__(self, ids: Array) -> Array:
-        rows = take_rows(self.embedding, ids).astype(self.dtype)
+        rows = take_rows(self.embedding, ids, self.low, self.offset).astype(self.dtype)
         if self.padding_idx is None:
             return rows
         return jnp.where((jnp.asarray(ids) == self.padding_idx)[..., None], jax.lax.stop_gradient(rows), rows)
 
-    def check(self, ids: Array, name: str, what: str) -> None:
-        """Raise a clear ValueError for out-of-range ids when their values are known (eager calls)."""
-        values = concrete(ids)
-        if values is not None:
-            check_index_range(values, self.num_embeddings, name, what)
+    def check(self, ids: Array, name: str, what: str | None = None) -> None:
+        """Raise a clear ValueError for out-of-range ids when their values are known (eager calls); see
+        ``check_indices`` (``what`` None: token ids)."""
+        check_indices(ids, self.num_embeddings - self.offset, name, what, self.low)
+
+
+def checkpointed(layer: type[nn.Module], gradient_checkpointing: bool, static_argnums: tuple[int, ...]):
+    """``layer``'s class, or with ``gradient_checkpointing`` its ``nn.remat``: the layer keeps no activations for
+    the backward pass and recomputes them there (same parameters, same dropout draws). ``static_argnums``: the
+    positions in ``__call__`` (``self`` is 0) of the Python flags, such as ``deterministic``."""
+    return nn.remat(layer, static_argnums=static_argnums) if gradient_checkpointing else layer
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,13 +262,9 @@ def attention_bias(mask: Array | None, batch: int, query_length: int, key_length
     if mask is None:
         mask = jnp.ones((batch, key_length), jnp.int32)
     shape = tuple(np.shape(mask))
+    check_mask_shape(name, shape, batch, query_length, key_length)
     if len(shape) == 3:
-        check_shape(name, shape, (batch, query_length, key_length), "[batch, query length, key length]")
         return additive_mask(jnp.asarray(mask)[:, None, :, :], dtype)
-    if len(shape) != 2:
-        raise ValueError(f"{name} must have 2 dimensions [batch, key length] or 3 [batch, query length, key length], "
-                         f"got shape {list(shape)}")
-    check_shape(name, shape, (batch, key_length), "[batch, key length], key length counting cached positions")
     mask = jnp.asarray(mask)[:, None, None, :]
     if causal:
         mask = mask * causal_mask(query_length, key_length)[None, None, :, :]
@@ -292,6 +334,11 @@ def attention(query: Array, key: Array, value: Array, bias: Array | None, *, sco
 # Losses, computed as Hugging Face's PyTorch models compute them (float32, mean over counted items)
 
 
+def given_dtype(x) -> np.dtype:
+    """The dtype the caller gave (jnp.asarray turns int64 into int32 without x64, which would change errors)."""
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def cross_entropy(logits: Array, labels: Array, *, ignore_index: int = -100) -> Array:
     """torch.nn.CrossEntropyLoss(ignore_index=...) on [..., classes] logits: the mean over labels not ignored.
 
@@ -299,8 +346,10 @@ def cross_entropy(logits: Array, labels: Array, *, ignore_index: int = -100) -> 
     under tracing.
     """
     num_classes = logits.shape[-1]
+    check_token_labels(np.shape(labels), given_dtype(labels), logits.shape)
+    labels = jnp.asarray(labels)
     logits = logits.reshape(-1, num_classes).astype(jnp.float32)
-    labels = jnp.asarray(labels).reshape(-1)
+    labels = labels.reshape(-1)
     values = concrete(labels)
     if values is not None:
         check_index_range(values[values != ignore_index], num_classes, "labels", f"the {num_classes} classes")
@@ -328,20 +377,17 @@ def bce_with_logits(logits: Array, targets: Array) -> Array:
 
 def causal_lm_loss(logits: Array, labels: Array) -> Array:
     """Next-token cross entropy: position t predicts label t + 1 (-100 ignored)."""
+    check_token_labels(np.shape(labels), given_dtype(labels), logits.shape)
     return cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
 
 
 def sequence_classification_loss(config, logits: Array, labels: Array) -> Array:
     """Regression (MSE), single-label (cross entropy) or multi-label (BCE with logits) by ``config.problem_type``;
     when unset it is inferred and recorded on the config, as Hugging Face does."""
-    labels = jnp.asarray(labels)
     if config.problem_type is None:
-        if config.num_labels == 1:
-            config.problem_type = "regression"
-        elif jnp.issubdtype(labels.dtype, jnp.integer):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
+        config.problem_type = infer_problem_type(config.num_labels, given_dtype(labels))
+    check_sequence_classification_labels(config.problem_type, np.shape(labels), given_dtype(labels), logits.shape)
+    labels = jnp.asarray(labels)
     if config.problem_type == "regression":
         return mse(jnp.squeeze(logits), jnp.squeeze(labels)) if config.num_labels == 1 else mse(logits, labels)
     if config.problem_type == "single_label_classification":
@@ -353,6 +399,8 @@ def span_loss(start_logits: Array, end_logits: Array, start_positions: Array, en
     """Question answering: the mean of the start and end cross entropies; positions outside the input are clamped
     to seq_len and ignored, as Hugging Face does."""
     ignored = start_logits.shape[1]
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        check_span_positions(name, np.shape(positions), given_dtype(positions), start_logits.shape[0])
     start = jnp.clip(jnp.asarray(start_positions).reshape(-1), 0, ignored)
     end = jnp.clip(jnp.asarray(end_positions).reshape(-1), 0, ignored)
     return (cross_entropy(start_logits, start, ignore_index=ignored)
@@ -436,23 +484,23 @@ def static_cache_update(cache_key: Array, cache_value: Array, key: Array, value:
     start = (0, 0, jnp.asarray(index, jnp.int32), 0)
 
     def write(cache, update):
-        update = update.astype(cache.dtype)
-        if overflow is not None:
-            update = jnp.where(overflow, jnp.asarray(jnp.nan, cache.dtype), update)
-        return jax.lax.dynamic_update_slice(cache, update, start)
+        cache = jax.lax.dynamic_update_slice(cache, update.astype(cache.dtype), start)
+        # Past the end dynamic_update_slice would move the write back: the whole cache turns NaN instead.
+        return cache if overflow is None else jnp.where(overflow, jnp.asarray(jnp.nan, cache.dtype), cache)
 
     return write(cache_key, key), write(cache_value, value)
 
 
 def check_static_cache_room(index: Array, new: int, max_length: int) -> Array | None:
-    """Raise when writing ``new`` slots from a known ``index`` overflows; under tracing the overflow flag."""
+    """Raise when writing ``new`` slots from a known ``index`` overflows; under tracing the overflow flag (and a
+    ``checkify.debug_check``, see ``check_indices``)."""
     filled = concrete(index)
-    if filled is None:
-        return jnp.asarray(index, jnp.int32) + new > max_length
-    if int(filled) + new > max_length:
-        raise ValueError(f"the StaticCache has {max_length} slots; writing {new} more would overflow it "
-                         f"(see init_cache): {int(filled)} are already filled")
-    return None
+    if filled is not None:
+        check_cache_room(int(filled), new, max_length)
+        return None
+    overflow = jnp.asarray(index, jnp.int32) + new > max_length
+    checkify.debug_check(~overflow, f"{cache_overflow_error(new, max_length)}: {{}} are already filled", index)
+    return overflow
 
 
 def static_cache_keep_mask(attention_mask: Array | None, index: Array, query_length: int, max_length: int,

@@ -12,12 +12,22 @@ from collections.abc import Callable, Sequence
 import ml_dtypes
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.nn import functional as F
 
 from .cache import StaticCache
 from .config import PretrainedConfig
-from .validation import check_index_range, check_shape, check_token_ids
+from .validation import (
+    check_index_range,
+    check_mask_shape,
+    check_sequence_classification_labels,
+    check_shape,
+    check_span_positions,
+    check_token_ids,
+    check_token_labels,
+    infer_problem_type,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Activations: one per name in common/activations.py.
@@ -93,13 +103,8 @@ def additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def padding_keep_mask(mask: torch.Tensor, batch: int, query_length: int, key_length: int, name: str) -> torch.Tensor:
     """A 2D [batch, keys] or 3D [batch, queries, keys] mask as a [batch, 1, queries or 1, keys] keep mask."""
-    if mask.dim() == 2:
-        check_shape(name, mask.shape, (batch, key_length), "batch, key length")
-        return mask[:, None, None, :]
-    if mask.dim() == 3:
-        check_shape(name, mask.shape, (batch, query_length, key_length), "batch, query length, key length")
-        return mask[:, None, :, :]
-    raise ValueError(f"{name} must have 2 or 3 dimensions, got shape {list(mask.shape)}")
+    check_mask_shape(name, tuple(mask.shape), batch, query_length, key_length)
+    return mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
 
 
 def causal_keep_mask(mask: torch.Tensor, query_length: int) -> torch.Tensor:
@@ -337,11 +342,13 @@ def keys_and_values(project_key_value, hidden_states, key_value_states, past_key
 
 def token_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Cross entropy over every position; labels of -100 are ignored (mean over the rest)."""
+    check_token_labels(tuple(labels.shape), labels.dtype, tuple(logits.shape))
     return F.cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1))
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Next-token cross entropy: position i predicts label i + 1; computed in float32."""
+    check_token_labels(tuple(labels.shape), labels.dtype, tuple(logits.shape))
     return token_loss(logits[:, :-1].float(), labels[:, 1:], vocab_size)
 
 
@@ -352,12 +359,8 @@ def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor,
     """
     num_labels = config.num_labels
     if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
+        config.problem_type = infer_problem_type(num_labels, labels.dtype)
+    check_sequence_classification_labels(config.problem_type, tuple(labels.shape), labels.dtype, tuple(logits.shape))
     if config.problem_type == "regression":
         if num_labels == 1:
             return F.mse_loss(logits.squeeze(), labels.squeeze())
@@ -369,6 +372,8 @@ def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor,
 
 def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch.Tensor:
     """Question answering: mean of start and end cross entropy; positions past the input are ignored."""
+    check_span_positions("start_positions", tuple(start_positions.shape), start_positions.dtype, start_logits.shape[0])
+    check_span_positions("end_positions", tuple(end_positions.shape), end_positions.dtype, end_logits.shape[0])
     if start_positions.dim() > 1:
         start_positions = start_positions.squeeze(-1)
     if end_positions.dim() > 1:
@@ -454,6 +459,15 @@ def layer_dropped(module: nn.Module, layerdrop: float) -> bool:
     """LayerDrop: in training skip a whole layer with probability ``layerdrop``. A draw is taken at every layer,
     as transformers does, so seeded training runs consume the same random numbers."""
     return module.training and bool(torch.rand([]) < layerdrop)
+
+
+def run_layer(stack: nn.Module, layer: nn.Module, *args):
+    """``layer(*args)``. With gradient checkpointing on for ``stack`` (``gradient_checkpointing_enable()``) in
+    training, the layer keeps no activations for the backward pass and recomputes them there instead (the same
+    dropout draws: torch.utils.checkpoint restores the random state)."""
+    if stack.gradient_checkpointing and stack.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,20 @@ import tensorflow as tf
 from .activations import ACTIVATIONS
 from .cache import StaticCache
 from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
-from .validation import check_index_range, check_sequence_length, check_shape, check_token_ids
+from .training_tf import global_mean
+from .validation import (
+    cache_overflow_error,
+    check_cache_room,
+    check_index_range,
+    check_mask_shape,
+    check_sequence_classification_labels,
+    check_sequence_length,
+    check_shape,
+    check_span_positions,
+    check_token_ids,
+    check_token_labels,
+    infer_problem_type,
+)
 
 
 def require_tensorflow_backend() -> None:
@@ -170,6 +183,51 @@ class ClassificationHead(Block):
         return self.out_proj(x)
 
 
+def run_layer(stack, layer, *args, training: bool = False, **kwargs):
+    """``layer(*args, training=training, **kwargs)``. With gradient checkpointing on for ``stack``
+    (``gradient_checkpointing_enable()``) in training, the layer keeps no activations for the backward pass and
+    recomputes them there (``tf.recompute_grad``); the float tensors among the arguments get gradients."""
+    if not (stack.gradient_checkpointing and training):
+        return layer(*args, training=training, **kwargs)
+    leaves, treedef = optree.tree_flatten((args, kwargs), none_is_leaf=True)
+    inputs = [i for i, leaf in enumerate(leaves) if _is_float_tensor(leaf)]
+    # The layer's non-trainable state (dropout seed counters, I-BERT's ranges) as the forward pass finds it:
+    # the recomputation starts from it again, so it draws the same dropout masks, then leaves the state as the
+    # forward pass left it.
+    state = [v for v in layer.variables if not v.trainable]
+    before = [tf.identity(v.value) for v in state]
+    outputs = {}
+
+    def call(*tensors):
+        filled = list(leaves)
+        for i, tensor in zip(inputs, tensors):
+            filled[i] = tensor
+        call_args, call_kwargs = optree.tree_unflatten(treedef, filled)
+        recomputing = "leaves" in outputs
+        if recomputing:
+            after = [tf.identity(v.value) for v in state]
+            for variable, value in zip(state, before):
+                variable.assign(value)
+        out_leaves, out_treedef = optree.tree_flatten(layer(*call_args, training=True, **call_kwargs),
+                                                      none_is_leaf=True)
+        if recomputing:
+            for variable, value in zip(state, after):
+                variable.assign(value)
+        else:
+            outputs.update(leaves=out_leaves, treedef=out_treedef)
+        # tf.recompute_grad passes gradients through tensors only: the float outputs go through it, the rest
+        # (None fields) is put back around them.
+        return [leaf for leaf in out_leaves if _is_float_tensor(leaf)]
+
+    flat = iter(tf.recompute_grad(call)(*(leaves[i] for i in inputs)))
+    out_leaves = [next(flat) if _is_float_tensor(leaf) else leaf for leaf in outputs["leaves"]]
+    return optree.tree_unflatten(outputs["treedef"], out_leaves)
+
+
+def _is_float_tensor(value) -> bool:
+    return isinstance(value, (tf.Tensor, tf.Variable)) and value.dtype.is_floating
+
+
 def tuple_or_none(values):
     """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
     return tuple(values) if values is not None else None
@@ -190,37 +248,61 @@ def check_shape_compatible(name: str, tensor, expected: Sequence[int | None], me
         check_shape(name, shape, expected, meaning)
 
 
+@tf.custom_gradient
+def dense_gradient(table):
+    """``table`` unchanged, with a dense gradient, as PyTorch's embeddings give: Keras 3's Adam-family optimizers
+    square a sparse (IndexedSlices) gradient before summing the slices of repeated ids, so a row looked up k times
+    in a batch would step sqrt(k) times too far."""
+    return tf.identity(table), tf.convert_to_tensor
+
+
+def gather(table, ids):
+    """``tf.gather`` of embedding rows, with the table's gradient dense (``dense_gradient``)."""
+    return tf.gather(dense_gradient(tf.convert_to_tensor(table)), ids)
+
+
 def lookup_token_ids(table, ids, vocab_size: int, name: str = "input_ids"):
     """``tf.gather(table, ids)`` for token ids, checked against the vocabulary (see ``_guarded_gather``)."""
     if tf.executing_eagerly():
         check_token_ids(np.asarray(ids), vocab_size, name)
-        return tf.gather(table, ids)
-    return _guarded_gather(table, ids, vocab_size, f"{name} holds a token id outside the vocabulary [0, {vocab_size})")
+        return gather(table, ids)
+    return _guarded_gather(table, ids, 0, vocab_size, 0,
+                           f"{name} holds a token id outside the vocabulary [0, {vocab_size})")
 
 
-def lookup_indices(table, ids, size: int, name: str, what: str):
-    """``tf.gather(table, ids)`` for other indices (positions, token types), checked against ``size``."""
+def lookup_indices(table, ids, size: int, name: str, what: str, low: int = 0, offset: int = 0):
+    """Rows ``ids + offset`` of ``table`` for other indices (positions, token types), which must lie in
+    [``low``, ``size``) (OPT: positions from -1, at rows from 1)."""
     if tf.executing_eagerly():
-        check_index_range(np.asarray(ids), size, name, what)
-        return tf.gather(table, ids)
-    return _guarded_gather(table, ids, size, f"{name} holds an index outside [0, {size}) allowed by {what}")
+        check_index_range(np.asarray(ids), size, name, what, low)
+        return gather(table, ids + offset)
+    return _guarded_gather(table, ids, low, size, offset, f"{name} holds an index outside [{low}, {size}) allowed by {what}")
 
 
-def _guarded_gather(table, ids, size: int, message: str):
+def _guarded_gather(table, ids, low: int, high: int, offset: int, message: str):
     """A gather for graph mode, where the ids are not known yet.
 
-    TensorFlow's gather clamps bad indices under XLA, so: an assert (InvalidArgumentError) runs before the
-    gather; and, because XLA drops asserts, rows of out-of-range ids are set to NaN, so a bad id poisons the
-    output instead of silently reading another row. (Eagerly the callers raise the shared ValueError first.)
+    An assert (InvalidArgumentError in a plain graph) runs before the gather; XLA drops asserts, so the rows of
+    ids outside [low, high) are also NaN (``gather_rows``). (Eagerly the callers raise the shared ValueError.)
     """
     with tf.control_dependencies([
-        tf.debugging.assert_greater_equal(ids, tf.cast(0, ids.dtype), message=message),
-        tf.debugging.assert_less(ids, tf.cast(size, ids.dtype), message=message),
+        tf.debugging.assert_greater_equal(ids, tf.cast(low, ids.dtype), message=message),
+        tf.debugging.assert_less(ids, tf.cast(high, ids.dtype), message=message),
     ]):
         ids = tf.identity(ids)
-    rows = tf.gather(table, ids)
-    valid = tf.logical_and(ids >= 0, ids < size)[..., None]
-    return tf.where(valid, rows, tf.cast(float("nan"), rows.dtype))
+    return gather_rows(table, ids, low, high, offset)
+
+
+def gather_rows(table, ids, low: int, high: int, offset: int = 0):
+    """Rows ``ids + offset`` of ``table``, NaN where an id lies outside [low, high): XLA's gather clamps a bad index
+    to a real row, which would give a plausible, wrong answer."""
+    valid = indices_in_range(ids, low, high)
+    rows = gather(table, tf.where(valid, ids + tf.cast(offset, ids.dtype), tf.zeros_like(ids)))
+    return tf.where(valid[..., None], rows, tf.cast(float("nan"), rows.dtype))
+
+
+def indices_in_range(ids, low: int, high: int):
+    return tf.logical_and(ids >= tf.cast(low, ids.dtype), ids < tf.cast(high, ids.dtype))
 
 
 def check_length(length, limit: int, what: str = "max_position_embeddings") -> None:
@@ -253,14 +335,8 @@ def _known(value):
 def padding_keep_mask(mask, batch, query_length, key_length, name: str):
     """A 2D [batch, keys] or 3D [batch, queries, keys] mask as a [batch, 1, queries or 1, keys] keep mask."""
     mask = tf.convert_to_tensor(mask)
-    if mask.shape.rank == 2:
-        check_shape_compatible(name, mask, [_known(batch), _known(key_length)], "batch, key length")
-        return mask[:, None, None, :]
-    if mask.shape.rank == 3:
-        check_shape_compatible(name, mask, [_known(batch), _known(query_length), _known(key_length)],
-                               "batch, query length, key length")
-        return mask[:, None, :, :]
-    raise ValueError(f"{name} must have 2 or 3 dimensions, got shape {static_shape(mask)}")
+    check_mask_shape(name, static_shape(mask), _known(batch), _known(query_length), _known(key_length))
+    return mask[:, None, None, :] if mask.shape.rank == 2 else mask[:, None, :, :]
 
 
 def causal_keep_mask(mask, query_length):
@@ -329,22 +405,30 @@ def eager_attention(query, key, value, mask=None, *, dropout: keras.layers.Dropo
 def token_loss(logits, labels, ignore_index=-100):
     """Cross entropy over every position; labels equal to ``ignore_index`` are left out of the mean
     (NaN when all are, as in PyTorch)."""
+    labels = tf.convert_to_tensor(labels)
+    check_token_labels(static_shape(labels), labels.dtype, static_shape(logits))
     logits = tf.cast(tf.reshape(logits, [-1, logits.shape[-1]]), tf.float32)
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
     keep = labels != tf.cast(ignore_index, tf.int32)
     safe = tf.where(keep, labels, tf.zeros_like(labels))
     per_item = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
     keep = tf.cast(keep, tf.float32)
-    return tf.reduce_sum(per_item * keep) / tf.reduce_sum(keep)
+    return global_mean(tf.reduce_sum(per_item * keep), tf.reduce_sum(keep))
 
 
 def causal_lm_loss(logits, labels):
     """Next-token cross entropy: position i predicts label i + 1."""
+    labels = tf.convert_to_tensor(labels)
+    check_token_labels(static_shape(labels), labels.dtype, static_shape(logits))
     return token_loss(logits[:, :-1], labels[:, 1:])
 
 
 def _mse(predictions, targets):
-    return tf.reduce_mean(tf.square(tf.cast(predictions, tf.float32) - tf.cast(targets, tf.float32)))
+    return _elementwise_mean(tf.square(tf.cast(predictions, tf.float32) - tf.cast(targets, tf.float32)))
+
+
+def _elementwise_mean(values):
+    return global_mean(tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
 
 
 def sequence_classification_loss(config, logits, labels):
@@ -355,12 +439,8 @@ def sequence_classification_loss(config, logits, labels):
     labels = tf.convert_to_tensor(labels)
     num_labels = config.num_labels
     if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype.is_integer:
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
+        config.problem_type = infer_problem_type(num_labels, labels.dtype)
+    check_sequence_classification_labels(config.problem_type, static_shape(labels), labels.dtype, static_shape(logits))
     if config.problem_type == "regression":
         if num_labels == 1:
             return _mse(tf.squeeze(logits), tf.squeeze(labels))
@@ -368,12 +448,15 @@ def sequence_classification_loss(config, logits, labels):
     if config.problem_type == "single_label_classification":
         return token_loss(logits, labels)
     logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, tf.float32), logits=logits))
+    return _elementwise_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, tf.float32), logits=logits))
 
 
 def span_loss(start_logits, end_logits, start_positions, end_positions):
     """Question answering: mean of start and end cross entropy; positions past the input are ignored."""
     ignored = dim(start_logits, 1)
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        positions = tf.convert_to_tensor(positions)
+        check_span_positions(name, static_shape(positions), positions.dtype, start_logits.shape[0])
 
     def loss(logits, positions):
         positions = tf.clip_by_value(tf.reshape(tf.cast(positions, tf.int32), [-1]), 0, ignored)
@@ -441,22 +524,29 @@ def static_cache_update(cache_key, cache_value, key, value, index):
     A select over the slot axis rather than a scatter: shapes stay static and XLA fuses it.
     """
     max_length, new = cache_key.shape[2], key.shape[2]
-    check_static_cache_room(index, new, max_length)
+    overflow = check_static_cache_room(index, new, max_length)
     slots = tf.range(max_length)
     offset = slots - tf.cast(index, tf.int32)
     written = tf.logical_and(offset >= 0, offset < new)[None, None, :, None]
     source = tf.clip_by_value(offset, 0, new - 1)
-    return (tf.where(written, tf.gather(tf.cast(key, cache_key.dtype), source, axis=2), cache_key),
-            tf.where(written, tf.gather(tf.cast(value, cache_value.dtype), source, axis=2), cache_value))
+
+    def write(cache, update):
+        cache = tf.where(written, tf.gather(tf.cast(update, cache.dtype), source, axis=2), cache)
+        # Past the end the keys would be dropped silently: the whole cache turns NaN, so every output shows it.
+        return cache if overflow is None else tf.where(overflow, tf.cast(float("nan"), cache.dtype), cache)
+
+    return write(cache_key, key), write(cache_value, value)
 
 
-def check_static_cache_room(index, new: int, max_length: int) -> None:
-    message = f"the StaticCache has {max_length} slots; writing {new} more would overflow it (see init_cache)"
+def check_static_cache_room(index, new: int, max_length: int):
+    """Raise when writing ``new`` slots from a known ``index`` overflows; in a graph, an assert (dropped by XLA)
+    and the overflow flag."""
     if tf.executing_eagerly():
-        if int(index) + new > max_length:
-            raise ValueError(f"{message}: {int(index)} are already filled")
-    else:
-        tf.debugging.assert_less_equal(tf.cast(index, tf.int32) + new, max_length, message=message)
+        check_cache_room(int(index), new, max_length)
+        return None
+    filled = tf.cast(index, tf.int32)
+    tf.debugging.assert_less_equal(filled + new, max_length, message=cache_overflow_error(new, max_length))
+    return filled + new > max_length
 
 
 def static_cache_keep_mask(attention_mask, index, query_length: int, max_length: int, batch, dtype):

@@ -24,13 +24,15 @@ from ..generation.config import GenerationConfig
 from . import layers_flax  # noqa: F401  (registers the output classes as pytree nodes)
 from .config import PretrainedConfig
 from .pretrained import (
-    dtype_name,
     load_config,
     load_generation_config,
     load_pretrained_arrays,
+    resolve_dtype,
     save_pretrained_arrays,
     split_hub_arguments,
 )
+from .resize import check_pad_token, new_vocab_size, resize_vocab_tensors
+from .validation import check_gradient_checkpointing
 
 Params = dict[str, Any]
 
@@ -127,6 +129,43 @@ class FlaxPreTrainedModel:
             raise ValueError(f"{type(self).__name__} has no params: pass params= or call init_weights() first")
         return params
 
+    # -- resizing the vocabulary ----------------------------------------------------------------------------------
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, *,
+                                seed: int = 0) -> None:
+        """Give the token table, the LM head (and BART's ``final_logits_bias``) ``new_num_tokens`` entries, rounded
+        up to ``pad_to_multiple_of``; ``config.vocab_size`` follows (the module reads its shapes from it). Existing
+        rows are kept, new rows drawn as the init draws them (from ``seed``, the same in every framework), new
+        biases are zero. A tied head reads the token table, so it stays tied. Updates ``params`` (and I-BERT's
+        ``quant_stats``); jitted functions of the model must be traced again."""
+        size = new_vocab_size(self.config.vocab_size, new_num_tokens, pad_to_multiple_of)
+        check_pad_token(self.config.pad_token_id, size)
+        for tree in ("params", "quant_stats"):  # quant_stats: I-BERT's buffers, which hold an integer table
+            if getattr(self, tree, None) is None:
+                continue
+            flat = flatten_params(getattr(self, tree))
+            arrays = resize_vocab_tensors({p: np.asarray(v) for p, v in flat.items()}, self.config.vocab_size, size,
+                                          self.initializer_std(), seed)
+            flat.update({p: jnp.asarray(a, flat[p].dtype) for p, a in arrays.items()})
+            setattr(self, tree, unflatten_params(flat))
+        self.config.vocab_size = size
+
+    # -- gradient checkpointing ---------------------------------------------------------------------------------
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Rebuild the module with each layer under ``nn.remat``: the backward pass recomputes a layer's
+        activations instead of keeping them (less memory, one more forward pass of the layers). The parameters
+        and the gradients are unchanged; jitted functions of the model must be traced again."""
+        check_gradient_checkpointing(self.config)
+        self.module = self.module.clone(gradient_checkpointing=True)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.module = self.module.clone(gradient_checkpointing=False)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.module.gradient_checkpointing
+
     # -- calling -----------------------------------------------------------------------------------------------
 
     def apply_module(self, params: Params | None, dropout_rng: jax.Array | None, train: bool,
@@ -166,13 +205,15 @@ class FlaxPreTrainedModel:
         """Load a Hugging Face model folder or hub id (config.json + safetensors or pytorch_model.bin).
 
         Hub arguments (``revision``, ``cache_dir``, ``local_files_only``, ``token``) select the files; the model's
-        own ``__init__`` arguments go to it; remaining keyword arguments override config values. ``dtype``
-        (float32, bfloat16 or float16) sets both the compute dtype and the parameter dtype.
+        own ``__init__`` arguments go to it; remaining keyword arguments override config values, and any other
+        keyword argument is a TypeError naming it. ``dtype`` ("float32", "bfloat16", "float16", a jax/numpy dtype
+        such as ``jnp.bfloat16``, or "auto" for the checkpoint's own dtype) sets both the compute dtype and the
+        parameter dtype.
         """
         hub_kwargs = split_hub_arguments(kwargs)
         model_kwargs = cls._take_model_arguments(kwargs)
-        config = load_config(cls.config_class, name_or_path, config, hub_kwargs, kwargs)
-        dtype = jnp.dtype(dtype_name(dtype)) if dtype is not None else jnp.dtype(jnp.float32)
+        config = load_config(cls, name_or_path, config, hub_kwargs, kwargs)
+        dtype = jnp.dtype(resolve_dtype(dtype, name_or_path, hub_kwargs) or "float32")
         model = cls(config, dtype=dtype, param_dtype=dtype, _do_init=False, **model_kwargs)
         target = model.parameter_shapes()
         arrays, report = load_pretrained_arrays(
@@ -191,14 +232,16 @@ class FlaxPreTrainedModel:
         return (model, report.as_dict()) if output_loading_info else model
 
     def save_pretrained(self, folder: str | os.PathLike, *, overwrite: bool = False,
-                        max_shard_size: int | str | None = None, params: Params | None = None) -> None:
-        """Write config.json and model.safetensors with canonical (Hugging Face PyTorch) names, and
+                        max_shard_size: int | str | None = None, params: Params | None = None,
+                        format: str = "safetensors") -> None:
+        """Write config.json and the weights (model.safetensors with canonical (Hugging Face PyTorch) names;
+        ``format`` "pytorch", "tf" or "flax" for pytorch_model.bin, tf_model.h5 or flax_model.msgpack), and
         generation_config.json for a model that can generate."""
         params = self._require_params(params)
         tree = {path: np.asarray(value) for path, value in flatten_params(params).items()}
         save_pretrained_arrays(folder, self.config, tree, self.weights_spec(), "flax",
                                generation_config=self.generation_config if self.can_generate() else None,
-                               overwrite=overwrite, max_shard_size=max_shard_size)
+                               overwrite=overwrite, max_shard_size=max_shard_size, format=format)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={self.dtype.name}, param_dtype={self.param_dtype.name})"

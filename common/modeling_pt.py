@@ -19,18 +19,20 @@ from torch import nn
 from ..conversion import WeightsSpec
 from ..generation.config import GenerationConfig
 from .config import PretrainedConfig
+from .gradient_checkpointing import LayerStackCheckpointing
 from .layers_pt import TORCH_DTYPES, from_numpy, init_module, to_numpy
 from .pretrained import (
-    dtype_name,
     load_config,
     load_generation_config,
     load_pretrained_arrays,
+    resolve_dtype,
     save_pretrained_arrays,
     split_hub_arguments,
 )
+from .resize import check_pad_token, is_vocab_tensor, new_vocab_size, resize_vocab_tensors
 
 
-class PreTrainedModel(nn.Module):
+class PreTrainedModel(LayerStackCheckpointing, nn.Module):
     """Base of every PyTorch model. A family's base class sets ``config_class``, ``base_model_prefix`` and
     implements ``weights_spec``; each model calls ``post_init()`` at the end of its ``__init__``."""
 
@@ -93,6 +95,56 @@ class PreTrainedModel(nn.Module):
         if output is not None and inputs is not None and getattr(self.config, "tie_word_embeddings", False):
             output.weight = inputs.weight
 
+    # -- gradient checkpointing ---------------------------------------------------------------------------------
+
+    def _layer_stacks(self) -> list[nn.Module]:
+        """The modules that run a stack of layers (encoder, decoder), each with a ``gradient_checkpointing`` flag."""
+        stacks = [m for m in self.modules() if hasattr(m, "gradient_checkpointing")]
+        if not stacks:
+            raise ValueError(f"{type(self).__name__} has no layer stack to checkpoint")
+        return stacks
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute each layer's activations in the backward pass instead of keeping them (training only):
+        less memory for one more forward pass of the layers. Gradients are unchanged.
+
+        ``gradient_checkpointing_kwargs`` (transformers' argument) may only repeat the one setting used,
+        ``{"use_reentrant": False}``."""
+        if gradient_checkpointing_kwargs not in (None, {}, {"use_reentrant": False}):
+            raise ValueError(f"gradient checkpointing runs torch.utils.checkpoint with use_reentrant=False only; "
+                             f"got gradient_checkpointing_kwargs={gradient_checkpointing_kwargs!r}")
+        self._set_gradient_checkpointing(True)
+
+    # -- resizing the vocabulary ----------------------------------------------------------------------------------
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, *,
+                                seed: int = 0) -> nn.Module | None:
+        """Give the token table, the LM head (and BART's ``final_logits_bias``) ``new_num_tokens`` entries, rounded
+        up to ``pad_to_multiple_of``; ``config.vocab_size`` follows. Existing rows are kept, new rows drawn as the
+        model's init draws them (from ``seed``, the same in every framework), new biases are zero. Tied weights stay
+        one parameter. Returns the input embeddings."""
+        size = new_vocab_size(self.config.vocab_size, new_num_tokens, pad_to_multiple_of)
+        check_pad_token(self.config.pad_token_id, size)
+        tensors = {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        arrays = resize_vocab_tensors({n: to_numpy(t) for n, t in tensors.items() if is_vocab_tensor(n)},
+                                      self.config.vocab_size, size, self.initializer_std(), seed)
+        with torch.no_grad():
+            for name, array in arrays.items():
+                old = tensors[name]
+                new = from_numpy(array).to(dtype=old.dtype, device=old.device)
+                if isinstance(old, nn.Parameter):
+                    old.data = new  # the same Parameter object: ties (and a tied decoder bias) hold
+                else:
+                    owner, _, leaf = name.rpartition(".")
+                    setattr(self.get_submodule(owner), leaf, new)
+        for module in self.modules():  # the sizes modules report
+            if isinstance(getattr(module, "weight", None), torch.Tensor) and hasattr(module, "num_embeddings"):
+                module.num_embeddings = module.weight.shape[0]
+            if isinstance(module, nn.Linear):
+                module.out_features = module.weight.shape[0]
+        self.config.vocab_size = size
+        return self.get_input_embeddings()
+
     # -- properties --------------------------------------------------------------------------------------------
 
     @property
@@ -151,12 +203,18 @@ class PreTrainedModel(nn.Module):
 
         Hub arguments (``revision``, ``cache_dir``, ``local_files_only``, ``token``) select the files; the
         model's own ``__init__`` arguments go to it; remaining keyword arguments override config values.
-        ``dtype`` (``torch_dtype`` is accepted as its transformers 4.x name) is float32, bfloat16 or float16.
+        Any other keyword argument is a TypeError naming it. ``dtype`` (``torch_dtype`` is accepted as its
+        transformers 4.x name) is "float32", "bfloat16", "float16", a ``torch.dtype``, or "auto" for the
+        checkpoint's own dtype; by default the weights load as float32.
         The model comes back in eval mode.
         """
         hub_kwargs = split_hub_arguments(kwargs)
         model_kwargs = cls._take_model_arguments(kwargs)
-        config = load_config(cls.config_class, name_or_path, config, hub_kwargs, kwargs)
+        config = load_config(cls, name_or_path, config, hub_kwargs, kwargs)
+        dtypes = {resolve_dtype(d, name_or_path, hub_kwargs) for d in (dtype, torch_dtype) if d is not None}
+        if len(dtypes) > 1:
+            raise TypeError(f"dtype={dtype!r} and its older name torch_dtype={torch_dtype!r} disagree; pass one")
+        dtype = dtypes.pop() if dtypes else None
         model = cls(config, **model_kwargs)
         arrays, report = load_pretrained_arrays(
             name_or_path, model.parameter_shapes(), model.weights_spec(), "pt", hub_kwargs,
@@ -164,21 +222,22 @@ class PreTrainedModel(nn.Module):
         )
         model.load_arrays(arrays)
         model.generation_config = load_generation_config(name_or_path, config, hub_kwargs)
-        dtype = dtype if dtype is not None else torch_dtype
         if dtype is not None:
-            model.to(TORCH_DTYPES[dtype_name(dtype)])
+            model.to(TORCH_DTYPES[dtype])
         model.eval()
         return (model, report.as_dict()) if output_loading_info else model
 
     def save_pretrained(
-        self, folder: str | os.PathLike, *, overwrite: bool = False, max_shard_size: int | str | None = None
+        self, folder: str | os.PathLike, *, overwrite: bool = False, max_shard_size: int | str | None = None,
+        format: str = "safetensors",
     ) -> None:
-        """Write config.json and model.safetensors (canonical names, tied copies left out) as Hugging Face does,
-        and generation_config.json for a model that can generate."""
+        """Write config.json and the weights as Hugging Face does (model.safetensors with canonical names and tied
+        copies left out; ``format`` "pytorch", "tf" or "flax" for pytorch_model.bin, tf_model.h5 or
+        flax_model.msgpack), and generation_config.json for a model that can generate."""
         config = copy.deepcopy(self.config)
         config.architectures = [type(self).__name__]
         save_pretrained_arrays(
             folder, config, self.numpy_weights(), self.weights_spec(), "pt",
             generation_config=self.generation_config if self.can_generate() else None,
-            overwrite=overwrite, max_shard_size=max_shard_size,
+            overwrite=overwrite, max_shard_size=max_shard_size, format=format,
         )

@@ -26,6 +26,8 @@ from ..common.layers_flax import (
     LMHead,
     Pooler,
     attention_bias,
+    check_indices,
+    checkpointed,
     concrete,
     cross_entropy,
     layer_head_masks,
@@ -41,7 +43,7 @@ from ..common.outputs import (
     TokenClassifierOutput,
 )
 from ..common.pretrained import save_pretrained_arrays
-from ..common.validation import check_index_range, check_rank, check_sequence_length, check_token_ids, input_shape
+from ..common.validation import check_rank, check_sequence_length, input_shape
 from . import quant
 from .config import IBertConfig
 from .quant_flax import OPS, STATS, IntGELU, IntLayerNorm, IntSoftmax, QuantAct, QuantEmbedding, QuantLinear
@@ -61,10 +63,24 @@ def position_ids_from_input_ids(input_ids: Array, padding_idx: int) -> Array:
     return jnp.cumsum(is_token, axis=1) * is_token + padding_idx
 
 
-def _check_values(values: Array | None, size: int, name: str, what: str) -> None:
-    known = concrete(values)
-    if known is not None:
-        check_index_range(known, size, name, what)
+def rows_in_range(config: IBertConfig, input_ids, token_type_ids, position_ids) -> Array | None:
+    """[batch] bool, True where every index the caller gave lies in its table; None when all are known now (a bad
+    one raised)."""
+    given = ((input_ids, config.vocab_size), (token_type_ids, config.type_vocab_size),
+             (position_ids, config.max_position_embeddings))
+    traced = [(jnp.asarray(ids), size) for ids, size in given if ids is not None and concrete(ids) is None]
+    if not traced:
+        return None
+    return jnp.all(jnp.stack([jnp.all((ids >= 0) & (ids < size), axis=-1) for ids, size in traced]), axis=0)
+
+
+def nan_in_invalid_rows(outputs, valid_rows: Array | None):
+    """``outputs`` (a pytree of float arrays [batch, ...]) with NaN in the rows ``valid_rows`` rejects: integer
+    inference cannot carry the NaN of a bad index's embedding row, so its float outputs are marked here."""
+    if valid_rows is None:
+        return outputs
+    return jax.tree_util.tree_map(
+        lambda x: jnp.where(valid_rows.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.asarray(jnp.nan, x.dtype)), outputs)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -72,7 +88,10 @@ def _check_values(values: Array | None, size: int, name: str, what: str) -> None
 
 
 class _Block(nn.Module):
+    """Fields every I-BERT block carries; ``gradient_checkpointing`` runs the layers under it with ``nn.remat``."""
+
     config: IBertConfig
+    gradient_checkpointing: bool = False
 
     def _linear(self, in_features: int, out_features: int) -> QuantLinear:
         return QuantLinear(in_features, out_features, bias=True, weight_bit=quant.WEIGHT_BIT, bias_bit=quant.BIAS_BIT,
@@ -113,9 +132,7 @@ class FlaxIBertEmbeddings(_Block):
         c, train = self.config, not deterministic
         _ = self.embeddings_act2.x_min  # creates its buffers
         if inputs_embeds is None:
-            values = concrete(input_ids)
-            if values is not None:
-                check_token_ids(values, c.vocab_size)
+            check_indices(input_ids, c.vocab_size, "input_ids")
             inputs_embeds, embeds_scale = self.word_embeddings(input_ids, train=train)
             batch, seq = jnp.shape(input_ids)
         else:
@@ -126,11 +143,11 @@ class FlaxIBertEmbeddings(_Block):
             position_ids = (position_ids_from_input_ids(input_ids, c.pad_token_id) if input_ids is not None
                             else jnp.broadcast_to(jnp.arange(first, first + seq, dtype=jnp.int32), (batch, seq)))
         else:
-            _check_values(position_ids, c.max_position_embeddings, "position_ids", "max_position_embeddings")
+            check_indices(position_ids, c.max_position_embeddings, "position_ids", "max_position_embeddings")
         if token_type_ids is None:
             token_type_ids = jnp.zeros((batch, seq), jnp.int32)
         else:
-            _check_values(token_type_ids, c.type_vocab_size, "token_type_ids", "type_vocab_size")
+            check_indices(token_type_ids, c.type_vocab_size, "token_type_ids", "type_vocab_size")
         # Hugging Face requantizes both sums with embeddings_act1 (its range statistics move twice per call).
         token_types, token_types_scale = self.token_type_embeddings(token_type_ids, train=train)
         x, scale = self.embeddings_act1(inputs_embeds, embeds_scale, identity=token_types,
@@ -272,7 +289,8 @@ class FlaxIBertLayerCollection(_Block):
     """The ``encoder.layer`` list: children named "0", "1", ... as PyTorch's ModuleList."""
 
     def setup(self):
-        self.layers = [FlaxIBertLayer(self.config, name=str(i)) for i in range(self.config.num_hidden_layers)]
+        layer = checkpointed(FlaxIBertLayer, self.gradient_checkpointing, static_argnums=(6,))
+        self.layers = [layer(self.config, name=str(i)) for i in range(self.config.num_hidden_layers)]
 
     def __call__(self, hidden_states, scale, mask, head_masks, deterministic, output_attentions, output_hidden_states):
         """Hidden states and attentions come out as floats (dequantized in integer inference)."""
@@ -296,7 +314,7 @@ class FlaxIBertEncoder(_Block):
     """Holds the layers under the name ``layer`` (``encoder.layer.0...``, as in PyTorch)."""
 
     def setup(self):
-        self.layer = FlaxIBertLayerCollection(self.config)
+        self.layer = FlaxIBertLayerCollection(self.config, self.gradient_checkpointing)
 
     def __call__(self, *args):
         return self.layer(*args)
@@ -310,7 +328,7 @@ class FlaxIBertModule(_Block):
 
     def setup(self):
         self.embeddings = FlaxIBertEmbeddings(self.config)
-        self.encoder = FlaxIBertEncoder(self.config)
+        self.encoder = FlaxIBertEncoder(self.config, self.gradient_checkpointing)
         if self.add_pooling_layer:
             self.pooler = Pooler(self.config)
 
@@ -334,6 +352,8 @@ class FlaxIBertModule(_Block):
                                                    deterministic)
             sequence, all_hidden, all_probs = self.encoder(hidden_states, scale, mask, head_masks, deterministic,
                                                            output_attentions, output_hidden_states)
+        sequence, all_hidden, all_probs = nan_in_invalid_rows(
+            (sequence, all_hidden, all_probs), rows_in_range(c, input_ids, token_type_ids, position_ids))
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence,
             pooler_output=self.pooler(sequence) if self.add_pooling_layer else None,
@@ -360,7 +380,8 @@ class _Head(_Block):
     label_names = ("labels",)
 
     def base(self) -> FlaxIBertModule:
-        return FlaxIBertModule(self.config, add_pooling_layer=self.add_pooling_layer, name="ibert")
+        return FlaxIBertModule(self.config, self.gradient_checkpointing, add_pooling_layer=self.add_pooling_layer,
+                               name="ibert")
 
 
 class FlaxIBertForMaskedLMModule(_Head):

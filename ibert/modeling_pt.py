@@ -28,6 +28,7 @@ from ..common.layers_pt import (
     head_mask_per_layer,
     merge_heads,
     padding_keep_mask,
+    run_layer,
     sequence_classification_loss,
     span_logits_and_loss,
     split_heads,
@@ -264,6 +265,7 @@ class IBertEncoder(nn.Module):
     def __init__(self, config: IBertConfig):
         super().__init__()
         self.layer = nn.ModuleList([IBertLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
 
     def forward(self, hidden_states, scale, mask=None, head_masks=None, output_attentions=False,
                 output_hidden_states=False):
@@ -276,7 +278,8 @@ class IBertEncoder(nn.Module):
                 all_hidden.append(as_float(hidden_states, scale))
             # every layer is handed the embeddings' scale, as in Hugging Face (see IBertLayer)
             input_scale = scale if OPS.is_integer(hidden_states) else None
-            hidden_states, scale, probs, probs_scale = layer(hidden_states, embeddings_scale, mask, head_mask, input_scale)
+            hidden_states, scale, probs, probs_scale = run_layer(self, layer, hidden_states, embeddings_scale, mask,
+                                                                 head_mask, input_scale)
             if output_attentions:
                 all_probs.append(as_float(probs, probs_scale))
         if output_hidden_states:

@@ -29,9 +29,11 @@ from ..common.layers_tf import (
     dense,
     dim,
     head_mask_per_layer,
+    indices_in_range,
     merge_heads,
     padding_keep_mask,
     question_answering_output,
+    run_layer,
     sequence_classification_loss,
     span_labels,
     span_loss,
@@ -89,6 +91,29 @@ def _asserted_in_range(ids, size: int, message: str):
         tf.debugging.assert_less(ids, tf.cast(size, ids.dtype), message=message),
     ]):
         return tf.identity(ids)
+
+
+def rows_in_range(config: IBertConfig, input_ids, token_type_ids, position_ids):
+    """[batch] bool, True where every index the caller gave lies in its table; None eagerly (a bad one raised)."""
+    if tf.executing_eagerly():
+        return None
+    given = ((input_ids, config.vocab_size), (token_type_ids, config.type_vocab_size),
+             (position_ids, config.max_position_embeddings))
+    valid = [tf.reduce_all(indices_in_range(ids, 0, size), axis=-1) for ids, size in given if ids is not None]
+    return tf.reduce_all(tf.stack(valid), axis=0) if valid else None
+
+
+def nan_in_invalid_rows(outputs, valid_rows):
+    """``outputs`` (nested float tensors [batch, ...]) with NaN in the rows ``valid_rows`` rejects: integer
+    inference cannot carry the NaN of a bad index's embedding row, so its float outputs are marked here."""
+    if valid_rows is None:
+        return outputs
+
+    def mark(x):
+        valid = tf.reshape(valid_rows, [-1] + [1] * (x.shape.rank - 1))
+        return tf.where(valid, x, tf.cast(float("nan"), x.dtype))
+
+    return tf.nest.map_structure(lambda x: None if x is None else mark(x), outputs)
 
 
 def check_binary_head_mask(head_mask) -> None:
@@ -323,6 +348,7 @@ class TFIBertEncoder(Block):
         super().__init__(**kwargs)
         self.layer = [TFIBertLayer(config, name=f"layer_{i}", dtype=self.dtype_policy)
                       for i in range(config.num_hidden_layers)]
+        self.gradient_checkpointing = False
         self.built = True
 
     def call(self, hidden_states, scale, attention_mask=None, head_masks=None, output_attentions=False,
@@ -336,8 +362,9 @@ class TFIBertEncoder(Block):
                 all_hidden.append(as_float(hidden_states, scale))
             # every layer is handed the embeddings' scale, as in Hugging Face (see TFIBertLayer)
             input_scale = scale if OPS.is_integer(hidden_states) else None
-            hidden_states, scale, probs, probs_scale = layer(hidden_states, embeddings_scale, attention_mask, head_mask,
-                                                             input_scale, training=training)
+            hidden_states, scale, probs, probs_scale = run_layer(self, layer, hidden_states, embeddings_scale,
+                                                                 attention_mask, head_mask, input_scale,
+                                                                 training=training)
             if output_attentions:
                 all_probs.append(as_float(probs, probs_scale))
         if output_hidden_states:
@@ -415,12 +442,14 @@ class TFIBertModel(TFIBertPreTrainedModel):
                                                inputs_embeds=inputs_embeds, training=training)
         encoded = self.encoder(hidden_states, scale, mask, head_masks, output_attentions=output_attentions,
                                output_hidden_states=output_hidden_states, training=training)
-        sequence_output = encoded.last_hidden_state
+        sequence_output, all_hidden, all_probs = nan_in_invalid_rows(
+            (encoded.last_hidden_state, encoded.hidden_states, encoded.attentions),
+            rows_in_range(config, input_ids, token_type_ids, position_ids))
         out = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
+            hidden_states=all_hidden,
+            attentions=all_probs,
         )
         return returned(out, return_dict, config)
 
@@ -478,6 +507,8 @@ class TFIBertForSequenceClassification(TFIBertPreTrainedModel):
 
 class TFIBertForMultipleChoice(TFIBertPreTrainedModel):
     """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
+
+    serving_rank = 3  # [batch, choices, length]
 
     def __init__(self, config: IBertConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)

@@ -16,7 +16,7 @@ import numbers
 import keras
 import tensorflow as tf
 
-from ..common.layers_tf import require_tensorflow_backend
+from ..common.layers_tf import gather_rows, require_tensorflow_backend
 from . import quant
 
 require_tensorflow_backend()
@@ -89,6 +89,15 @@ class TFOps:
     @staticmethod
     def reciprocal(x):
         return tf.math.reciprocal(x)
+
+    @staticmethod
+    def materialize(x):
+        """``x`` read through a gather of its own last axis: XLA's CPU fusion never duplicates a gather into several
+        consumers, so ``x`` is computed once (an optimization barrier does not do it: the CPU pipeline removes it
+        before fusing). Eagerly nothing fuses."""
+        if tf.executing_eagerly():
+            return x
+        return tf.gather(x, tf.range(tf.shape(x)[-1]), axis=-1)
 
     @staticmethod
     def minimum(a, b):
@@ -212,17 +221,18 @@ class QuantEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, ids, training=False):
-        """``ids`` must be in range (the model checks them: a TensorFlow gather does not)."""
+        """``ids`` must be in range (the model checks them); float rows of ids outside the table are NaN, integer
+        ones are whatever the gather gives (the model turns the float outputs of their rows NaN)."""
         weight = tf.convert_to_tensor(self.embeddings)
         if not self.quant_mode:
-            return tf.gather(weight, ids), None
+            return gather_rows(weight, ids, 0, self.num_embeddings), None
         scale = quant.weight_scale(OPS, weight, self.weight_bit, per_channel=False)
         weight_int = quant.quantize(OPS, weight, tf.reshape(scale, (-1, 1)), self.weight_bit)
         if not training:
             return tf.gather(tf.cast(tf.stop_gradient(weight_int), quant.integer_dtype(OPS, self.weight_bit)), ids), scale
         self.weight_scaling_factor.assign(scale)
         self.weight_integer.assign(tf.stop_gradient(weight_int))
-        return tf.gather(weight_int, ids) * scale, scale
+        return gather_rows(weight_int, ids, 0, self.num_embeddings) * scale, scale
 
 
 class QuantAct(keras.layers.Layer):

@@ -41,7 +41,8 @@ class OPTConfig(PretrainedConfig):
         if self.word_embed_proj_dim is None:
             self.word_embed_proj_dim = self.hidden_size
         self.require_positive("vocab_size", "hidden_size", "num_hidden_layers", "ffn_dim", "max_position_embeddings",
-                              "num_attention_heads", "word_embed_proj_dim", "init_std")
+                              "num_attention_heads", "word_embed_proj_dim")
+        self.require_std("init_std")
         self.require_probability("dropout", "attention_dropout", "layerdrop")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(

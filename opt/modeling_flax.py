@@ -26,6 +26,7 @@ from ..common.layers_flax import (
     attention_bias,
     causal_lm_loss,
     check_static_cache_room,
+    checkpointed,
     concrete,
     dense,
     layer_head_masks,
@@ -42,11 +43,11 @@ from ..common.outputs import (
     SequenceClassifierOutputWithPast,
 )
 from ..common.validation import (
+    check_binary_mask,
     check_rank,
     check_sequence_length,
     check_shape,
     check_static_cache_length,
-    check_token_ids,
     input_shape,
 )
 from ..generation.mixin_flax import FlaxGenerationMixin
@@ -63,15 +64,20 @@ def position_ids_from_attention_mask(attention_mask: Array, past_length: Array, 
     (a StaticCache's index)."""
     mask = jnp.asarray(attention_mask, jnp.int32)
     positions = jnp.cumsum(mask, axis=1) * mask - 1
+    # A row whose mask holds values other than 0/1 gets position -2, outside the table: compiled code then turns the
+    # row into NaN (eager calls refuse such a mask before this).
+    binary = jnp.all((attention_mask == 0) | (attention_mask == 1), axis=1, keepdims=True)
+    positions = jnp.where(binary, positions, -2)
     return jax.lax.dynamic_slice_in_dim(positions, jnp.asarray(past_length, jnp.int32), seq, axis=1)
 
 
 class _Block(nn.Module):
-    """Fields every OPT block carries."""
+    """Fields every OPT block carries; ``gradient_checkpointing`` runs the layers under it with ``nn.remat``."""
 
     config: OPTConfig
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    gradient_checkpointing: bool = False
 
     def _dense(self, features: int, use_bias: bool, name=None):
         return dense(features, self.config.init_std, self.dtype, self.param_dtype, use_bias=use_bias, name=name)
@@ -122,7 +128,8 @@ class FlaxOPTLayerCollection(_Block):
     """The ``decoder.layers`` list: children named "0", "1", ... as PyTorch's ModuleList."""
 
     def setup(self):
-        self.layers = [FlaxOPTDecoderLayer(self.config, self.dtype, self.param_dtype, name=str(i))
+        layer = checkpointed(FlaxOPTDecoderLayer, self.gradient_checkpointing, static_argnums=(6, 7))
+        self.layers = [layer(self.config, self.dtype, self.param_dtype, name=str(i))
                        for i in range(self.config.num_hidden_layers)]
 
     def __call__(self, hidden_states, bias, head_mask, past_layers, cache_index, deterministic, output_attentions):
@@ -153,15 +160,16 @@ class FlaxOPTDecoder(_Block):
         c = self.config
         self.embed_tokens = Embed(c.vocab_size, c.word_embed_proj_dim, c.init_std, self.dtype, self.param_dtype,
                                   padding_idx=c.pad_token_id)
+        # Position p is row p + 2 (fairseq kept two rows); padding is -1, so -2 and below are invalid.
         self.embed_positions = Embed(c.max_position_embeddings + POSITION_OFFSET, c.hidden_size, c.init_std,
-                                     self.dtype, self.param_dtype)
+                                     self.dtype, self.param_dtype, offset=POSITION_OFFSET, low=-1)
         if c.word_embed_proj_dim != c.hidden_size:
             self.project_out = self._dense(c.word_embed_proj_dim, use_bias=False)
             self.project_in = self._dense(c.hidden_size, use_bias=False)
         # Only the pre-layer-norm layout ends with a layer norm (unless an old checkpoint removed it).
         if c.do_layer_norm_before and not c._remove_final_layer_norm:
             self.final_layer_norm = self._layer_norm()
-        self.layers = FlaxOPTLayerCollection(c, self.dtype, self.param_dtype)
+        self.layers = FlaxOPTLayerCollection(c, self.dtype, self.param_dtype, self.gradient_checkpointing)
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None,
                  inputs_embeds=None, use_cache=False, output_attentions=False, output_hidden_states=False,
@@ -178,18 +186,17 @@ class FlaxOPTDecoder(_Block):
             attention_mask = _padding_mask(attention_mask, batch, past_length + seq)
             keep = None
         if inputs_embeds is None:
-            values = concrete(input_ids)
-            if values is not None:
-                check_token_ids(values, c.vocab_size)
+            self.embed_tokens.check(input_ids, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids)
         if position_ids is None:
             position_ids = position_ids_from_attention_mask(attention_mask, past_length, seq)
         else:
-            _check_position_ids(position_ids, batch, seq, c.max_position_embeddings)
+            check_shape("position_ids", np.shape(position_ids), (batch, seq), "batch, sequence")
+            self.embed_positions.check(position_ids, "position_ids", "max_position_embeddings")
         inputs_embeds = jnp.asarray(inputs_embeds, self.dtype)
         if c.word_embed_proj_dim != c.hidden_size:
             inputs_embeds = self.project_in(inputs_embeds)
-        hidden_states = inputs_embeds + self.embed_positions(jnp.asarray(position_ids) + POSITION_OFFSET)
+        hidden_states = inputs_embeds + self.embed_positions(position_ids)
 
         if static:
             bias = additive_mask(keep, self.dtype)
@@ -237,17 +244,10 @@ def _padding_mask(attention_mask, batch: int, key_length: int):
         return jnp.ones((batch, key_length), jnp.int32)
     check_rank("attention_mask", np.shape(attention_mask), 2, "batch, past + sequence length")
     check_shape("attention_mask", np.shape(attention_mask), (batch, key_length), "batch, past + sequence length")
+    values = concrete(attention_mask)
+    if values is not None:
+        check_binary_mask(np.unique(values))
     return attention_mask
-
-
-def _check_position_ids(position_ids, batch: int, seq: int, max_positions: int) -> None:
-    """Positions run from -1 (what OPT gives padding) to max_position_embeddings - 1 (checked when known now;
-    under tracing a position outside the table gives NaN)."""
-    check_shape("position_ids", np.shape(position_ids), (batch, seq), "batch, sequence")
-    values = concrete(position_ids)
-    if values is not None and values.size and (int(values.min()) < -1 or int(values.max()) >= max_positions):
-        bad = int(values.min()) if int(values.min()) < -1 else int(values.max())
-        raise ValueError(f"position_ids holds {bad}, outside [-1, {max_positions}) allowed by max_position_embeddings")
 
 
 def _past_length(past_key_values, batch: int, num_layers: int) -> int:
@@ -273,7 +273,7 @@ class FlaxOPTModule(_Block):
     label_names = ()  # class constant: the base model takes no labels
 
     def setup(self):
-        self.decoder = FlaxOPTDecoder(self.config, self.dtype, self.param_dtype)
+        self.decoder = FlaxOPTDecoder(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None,
                  inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -294,7 +294,7 @@ class _Head(_Block):
     label_names = ("labels",)
 
     def base(self) -> FlaxOPTModule:
-        return FlaxOPTModule(self.config, self.dtype, self.param_dtype, name="model")
+        return FlaxOPTModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing, name="model")
 
 
 class FlaxOPTForCausalLMModule(_Head):

@@ -24,6 +24,7 @@ from ..common.layers_pt import (
     head_mask_per_layer,
     layer_dropped,
     new_static_cache,
+    run_layer,
     sequence_classification_loss,
     span_logits_and_loss,
     static_cache_keep_mask,
@@ -37,7 +38,14 @@ from ..common.outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_sequence_length, check_shape, check_static_cache_length, input_shape
+from ..common.validation import (
+    check_binary_mask,
+    check_rank,
+    check_sequence_length,
+    check_shape,
+    check_static_cache_length,
+    input_shape,
+)
 from ..generation.mixin_pt import GenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
@@ -124,6 +132,7 @@ class OPTDecoder(nn.Module):
         else:
             self.final_layer_norm = None
         self.layers = nn.ModuleList([OPTDecoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
 
     def forward(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
                 use_cache=False, output_attentions=False, output_hidden_states=False, position_ids=None):
@@ -132,23 +141,26 @@ class OPTDecoder(nn.Module):
         config = self.config
         batch, seq = input_shape(input_ids, inputs_embeds)
         static = isinstance(past_key_values, StaticCache)
-        if inputs_embeds is None:
-            check_ids(input_ids, config.vocab_size)
-            inputs_embeds = self.embed_tokens(input_ids)
+        device = (input_ids if inputs_embeds is None else inputs_embeds).device
+        # Checked in the order TF and Flax check them (cache and mask, then ids), so a batch with several faults
+        # gets the same error in every framework.
         if static:
             # init_cache checked its slots against the positions; the room left is checked before any is read.
             cache_index, use_cache, past_layers = past_key_values.index, True, past_key_values.layers
             max_length = past_key_values.max_length
             check_static_cache_room(cache_index, seq, max_length)
             if attention_mask is None:
-                attention_mask = torch.ones((batch, max_length), dtype=torch.long, device=inputs_embeds.device)
+                attention_mask = torch.ones((batch, max_length), dtype=torch.long, device=device)
             keep = static_cache_keep_mask(attention_mask, cache_index, seq, max_length, batch)
         else:
             cache_index, past_layers = None, past_key_values
             past_length = _past_length(past_key_values, batch, len(self.layers))
             check_sequence_length(past_length + seq, config.max_position_embeddings)
-            attention_mask = self._padding_mask(attention_mask, batch, past_length + seq, inputs_embeds.device)
+            attention_mask = self._padding_mask(attention_mask, batch, past_length + seq, device)
             keep = causal_keep_mask(attention_mask, seq)
+        if inputs_embeds is None:
+            check_ids(input_ids, config.vocab_size)
+            inputs_embeds = self.embed_tokens(input_ids)
         if position_ids is None:
             position_ids = (static_position_ids(attention_mask, cache_index, seq) if static
                             else position_ids_from_attention_mask(attention_mask, past_length))
@@ -172,8 +184,8 @@ class OPTDecoder(nn.Module):
                 if use_cache:
                     cache.append(past)
                 continue
-            hidden_states, probs, key_value = layer(hidden_states, mask, head_masks[i], past, output_attentions,
-                                                    cache_index)
+            hidden_states, probs, key_value = run_layer(self, layer, hidden_states, mask, head_masks[i], past,
+                                                        output_attentions, cache_index)
             if output_attentions:
                 all_attentions.append(probs)
             if use_cache:
@@ -198,6 +210,7 @@ class OPTDecoder(nn.Module):
             return torch.ones((batch, key_length), dtype=torch.long, device=device)
         check_rank("attention_mask", attention_mask.shape, 2, "batch, past + sequence length")
         check_shape("attention_mask", attention_mask.shape, (batch, key_length), "batch, past + sequence length")
+        check_binary_mask(torch.unique(attention_mask).double().cpu().numpy())
         return attention_mask
 
 

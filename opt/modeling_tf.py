@@ -35,6 +35,7 @@ from ..common.layers_tf import (
     lookup_token_ids,
     new_static_cache,
     question_answering_output,
+    run_layer,
     sequence_classification_loss,
     span_labels,
     span_loss,
@@ -47,7 +48,7 @@ from ..common.outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_rank, check_static_cache_length
+from ..common.validation import check_binary_mask, check_not_empty, check_rank, check_static_cache_length
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import POSITION_OFFSET, OPTConfig
 from .weights import weights_spec
@@ -58,8 +59,14 @@ LAYER_NORM_EPS = 1e-5  # PyTorch's nn.LayerNorm default, which OPT uses
 def position_ids_from_attention_mask(attention_mask, past_length, seq):
     """OPT numbers the tokens the mask keeps from 0 (padding gets -1), counted over the cached slots too; the
     positions of the ``seq`` slots from ``past_length`` on (before the offset of 2)."""
+    attention_mask = tf.convert_to_tensor(attention_mask)
     mask = tf.cast(attention_mask, tf.int32)
     positions = tf.cumsum(mask, axis=1) * mask - 1
+    # A row whose mask holds values other than 0/1 gets position -2, outside the table: compiled code then turns the
+    # row into NaN (eager calls refuse such a mask before this).
+    if attention_mask.dtype != tf.bool:
+        binary = tf.reduce_all((attention_mask == 0) | (attention_mask == 1), axis=1, keepdims=True)
+        positions = tf.where(binary, positions, -2)
     return tf.gather(positions, tf.cast(past_length, tf.int32) + tf.range(seq), axis=1)
 
 
@@ -121,6 +128,7 @@ class TFOPTDecoder(Block):
         self.layers = [TFOPTDecoderLayer(config, name=f"layers_{i}", dtype=dtype)
                        for i in range(config.num_hidden_layers)]
         self.layerdrop = config.layerdrop
+        self.gradient_checkpointing = False
         self.built = True
 
     def call(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
@@ -156,8 +164,8 @@ class TFOPTDecoder(Block):
         all_hidden, all_attentions, cache = [], [], []
         for i, layer in enumerate(self.layers):
             all_hidden.append(hidden_states)
-            output, probs, layer_cache = layer(
-                hidden_states, attention_mask=mask, head_mask=head_masks[i],
+            output, probs, layer_cache = run_layer(
+                self, layer, hidden_states, attention_mask=mask, head_mask=head_masks[i],
                 past_key_value=past_key_values.layers[i] if static else (
                     past_key_values[i] if past_key_values is not None else None),
                 cache_index=cache_index, training=training,
@@ -190,17 +198,17 @@ class TFOPTDecoder(Block):
         check_rank("attention_mask", static_shape(attention_mask), 2, "batch, past + sequence length")
         check_shape_compatible("attention_mask", attention_mask, [_known(batch), _known(key_length)],
                                "batch, past + sequence length")
+        if tf.executing_eagerly():
+            check_binary_mask(np.unique(np.asarray(attention_mask)))
         return attention_mask
 
     def _position_embeddings(self, position_ids, batch, seq):
         """Rows of ``embed_positions`` at OPT's offset of 2; positions run from -1 (padding) to
         max_position_embeddings - 1."""
-        limit = self.config.max_position_embeddings
         if tf.executing_eagerly():
             check_shape_compatible("position_ids", position_ids, [_known(batch), _known(seq)], "batch, sequence")
-            _check_position_range(np.asarray(position_ids), limit)
-        return lookup_indices(self.embed_positions.embeddings, position_ids + POSITION_OFFSET, limit + POSITION_OFFSET,
-                              "position_ids + 2", "max_position_embeddings + 2")
+        return lookup_indices(self.embed_positions.embeddings, position_ids, self.config.max_position_embeddings,
+                              "position_ids", "max_position_embeddings", low=-1, offset=POSITION_OFFSET)
 
     def _layerdrop(self, inputs, outputs, training):
         """In training, LayerDrop skips each layer with probability ``layerdrop`` (one draw for the batch);
@@ -208,12 +216,6 @@ class TFOPTDecoder(Block):
         if not training or self.layerdrop == 0:
             return outputs
         return tf.where(tf.random.uniform([]) < self.layerdrop, inputs, outputs)
-
-
-def _check_position_range(position_ids: np.ndarray, limit: int) -> None:
-    if position_ids.size and (int(position_ids.min()) < -1 or int(position_ids.max()) >= limit):
-        bad = int(position_ids.min()) if int(position_ids.min()) < -1 else int(position_ids.max())
-        raise ValueError(f"position_ids holds {bad}, outside [-1, {limit}) allowed by max_position_embeddings")
 
 
 def _past_length(past_key_values, batch, num_layers: int):
@@ -243,6 +245,7 @@ def _input_shape(input_ids, inputs_embeds):
     else:
         check_rank("inputs_embeds", list(inputs_embeds.shape), 3, "batch, sequence, word_embed_proj_dim")
     given = tf.convert_to_tensor(input_ids if input_ids is not None else inputs_embeds)
+    check_not_empty("input_ids" if input_ids is not None else "inputs_embeds", list(given.shape))
     return dim(given, 0), dim(given, 1)
 
 

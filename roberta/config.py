@@ -40,6 +40,7 @@ class RobertaConfig(PretrainedConfig):
             "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
         )
         self.require_probability("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+        self.require_std("initializer_range")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"{name}.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "

@@ -33,7 +33,7 @@ from ..common.layers_flax import (
     attention_bias,
     causal_lm_loss,
     check_static_cache_room,
-    concrete,
+    checkpointed,
     cross_entropy,
     dense,
     layer_head_masks,
@@ -54,11 +54,11 @@ from ..common.outputs import (
     TokenClassifierOutput,
 )
 from ..common.validation import (
+    check_cache_layers,
     check_rank,
     check_sequence_length,
     check_static_cache_decoder,
     check_static_cache_length,
-    check_token_ids,
     input_shape,
 )
 from ..generation.mixin_flax import FlaxGenerationMixin
@@ -84,8 +84,9 @@ class _Block(nn.Module):
     def _layer_norm(self):
         return layer_norm(self.config.layer_norm_eps, self.dtype, self.param_dtype)
 
-    def _embed(self, num_embeddings: int, features: int):
-        return Embed(num_embeddings, features, self.config.initializer_range, self.dtype, self.param_dtype)
+    def _embed(self, num_embeddings: int, features: int, padding_idx: int | None = None):
+        return Embed(num_embeddings, features, self.config.initializer_range, self.dtype, self.param_dtype,
+                     padding_idx=padding_idx)
 
 
 def create_position_ids(input_ids: Array, padding_idx: int, past_length: int = 0) -> Array:
@@ -110,8 +111,10 @@ def position_ids_from_slot_mask(slot_mask: Array, padding_idx: int, index: Array
 class FlaxRobertaEmbeddings(_Block):
     def setup(self):
         c = self.config
-        self.word_embeddings = self._embed(c.vocab_size, c.hidden_size)
-        self.position_embeddings = self._embed(c.max_position_embeddings, c.hidden_size)
+        # As PyTorch's padding_idx: lookups of the pad token (and of its position, which padding takes) pass no
+        # gradient to that row.
+        self.word_embeddings = self._embed(c.vocab_size, c.hidden_size, c.pad_token_id)
+        self.position_embeddings = self._embed(c.max_position_embeddings, c.hidden_size, c.pad_token_id)
         self.token_type_embeddings = self._embed(c.type_vocab_size, c.hidden_size)
         self.LayerNorm = self._layer_norm()
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
@@ -119,9 +122,7 @@ class FlaxRobertaEmbeddings(_Block):
     def __call__(self, input_ids, token_type_ids, position_ids, inputs_embeds, past_length: int, deterministic: bool):
         c = self.config
         if inputs_embeds is None:
-            values = concrete(input_ids)
-            if values is not None:
-                check_token_ids(values, c.vocab_size)
+            self.word_embeddings.check(input_ids, "input_ids")
             inputs_embeds = self.word_embeddings(input_ids)
         inputs_embeds = jnp.asarray(inputs_embeds, self.dtype)
         batch, seq = inputs_embeds.shape[:2]
@@ -298,8 +299,11 @@ class FlaxRobertaLayer(_Block):
 class FlaxRobertaLayerCollection(_Block):
     """The ``encoder.layer`` list: children named "0", "1", ... as PyTorch's ModuleList."""
 
+    gradient_checkpointing: bool = False
+
     def setup(self):
-        self.layers = [FlaxRobertaLayer(self.config, self.pre_layer_norm, self.dtype, self.param_dtype, name=str(i))
+        layer = checkpointed(FlaxRobertaLayer, self.gradient_checkpointing, static_argnums=(8, 9))
+        self.layers = [layer(self.config, self.pre_layer_norm, self.dtype, self.param_dtype, name=str(i))
                        for i in range(self.config.num_hidden_layers)]
 
     def __call__(self, hidden_states, bias, head_mask, encoder_hidden_states, encoder_bias, past_key_values,
@@ -328,8 +332,11 @@ class FlaxRobertaLayerCollection(_Block):
 class FlaxRobertaEncoder(_Block):
     """Holds the layers under the name ``layer`` (``encoder.layer.0...``, as in PyTorch)."""
 
+    gradient_checkpointing: bool = False
+
     def setup(self):
-        self.layer = FlaxRobertaLayerCollection(self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
+        self.layer = FlaxRobertaLayerCollection(self.config, self.pre_layer_norm, self.dtype, self.param_dtype,
+                                                gradient_checkpointing=self.gradient_checkpointing)
 
     def __call__(self, *args):
         return self.layer(*args)
@@ -339,12 +346,13 @@ class FlaxRobertaModule(_Block):
     """The bare encoder (or decoder, with ``is_decoder``): embeddings, layers, [final LayerNorm], [pooler]."""
 
     add_pooling_layer: bool = True
+    gradient_checkpointing: bool = False
     label_names = ()  # class constant: the base model takes no labels
 
     def setup(self):
         blocks = (self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
         self.embeddings = FlaxRobertaEmbeddings(*blocks)
-        self.encoder = FlaxRobertaEncoder(*blocks)
+        self.encoder = FlaxRobertaEncoder(*blocks, gradient_checkpointing=self.gradient_checkpointing)
         if self.pre_layer_norm:
             self.LayerNorm = self._layer_norm()
         if self.add_pooling_layer:
@@ -428,12 +436,10 @@ class FlaxRobertaModule(_Block):
     def _past_length(self, past_key_values) -> int:
         if past_key_values is None:
             return 0
-        layers = self.config.num_hidden_layers
-        if len(past_key_values) != layers or any(len(entry) not in (2, 4) for entry in past_key_values):
-            raise ValueError(
-                f"past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per layer ({layers}), "
-                f"each [batch, heads, seq, head_dim]"
-            )
+        check_cache_layers(past_key_values, self.config.num_hidden_layers)
+        if any(len(entry) not in (2, 4) for entry in past_key_values):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per layer, "
+                             "each [batch, heads, seq, head_dim]")
         return past_key_values[0][0].shape[2]
 
 
@@ -445,12 +451,14 @@ class _Head(_Block):
     """A head on the base model, held under ``base_model_prefix`` ("roberta" or "roberta_prelayernorm")."""
 
     base_model_prefix: str = "roberta"
+    gradient_checkpointing: bool = False
     add_pooling_layer = False  # class constants, not module fields
     label_names = ("labels",)
 
     def base(self) -> FlaxRobertaModule:
         return FlaxRobertaModule(self.config, self.pre_layer_norm, self.dtype, self.param_dtype,
-                                 add_pooling_layer=self.add_pooling_layer, name=self.base_model_prefix)
+                                 add_pooling_layer=self.add_pooling_layer,
+                                 gradient_checkpointing=self.gradient_checkpointing, name=self.base_model_prefix)
 
     def _dropout(self, rate: float | None) -> nn.Dropout:
         return nn.Dropout(self.config.hidden_dropout_prob if rate is None else rate)

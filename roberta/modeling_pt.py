@@ -29,6 +29,7 @@ from ..common.layers_pt import (
     merge_heads,
     new_static_cache,
     padding_keep_mask,
+    run_layer,
     sdpa_attention,
     sequence_classification_loss,
     span_logits_and_loss,
@@ -51,6 +52,7 @@ from ..common.outputs import (
     as_encoder_output,
 )
 from ..common.validation import (
+    check_cache_layers,
     check_rank,
     check_sequence_length,
     check_static_cache_decoder,
@@ -272,6 +274,7 @@ class RobertaEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList([RobertaLayer(config, pre_layer_norm) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
 
     def forward(self, hidden_states, mask=None, head_masks=None, encoder_hidden_states=None, encoder_mask=None,
                 past_key_values=None, use_cache=False, output_attentions=False, output_hidden_states=False,
@@ -285,8 +288,8 @@ class RobertaEncoder(nn.Module):
         for i, layer in enumerate(self.layer):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            hidden_states, self_probs, cross_probs, layer_cache = layer(
-                hidden_states, mask, head_masks[i], encoder_hidden_states, encoder_mask,
+            hidden_states, self_probs, cross_probs, layer_cache = run_layer(
+                self, layer, hidden_states, mask, head_masks[i], encoder_hidden_states, encoder_mask,
                 past_key_values[i] if past_key_values is not None else None, output_attentions, cache_index,
             )
             if output_attentions:
@@ -368,6 +371,7 @@ class RobertaModel(RobertaPreTrainedModel):
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = input_shape(input_ids, inputs_embeds)
+        check_cache_layers(past_key_values, config.num_hidden_layers)
         static = isinstance(past_key_values, StaticCache)
         if static:
             cache_index, past_layers, use_cache = past_key_values.index, past_key_values.layers, True

@@ -30,6 +30,7 @@ from ..common.layers_tf import (
     dim,
     eager_attention,
     embedding,
+    gather,
     head_mask_per_layer,
     keys_and_values,
     layer_norm,
@@ -39,6 +40,7 @@ from ..common.layers_tf import (
     new_static_cache,
     padding_keep_mask,
     question_answering_output,
+    run_layer,
     sequence_classification_loss,
     span_labels,
     span_loss,
@@ -57,7 +59,13 @@ from ..common.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from ..common.validation import check_rank, check_static_cache_decoder, check_static_cache_length
+from ..common.validation import (
+    check_cache_layers,
+    check_not_empty,
+    check_rank,
+    check_static_cache_decoder,
+    check_static_cache_length,
+)
 from ..generation.mixin_tf import TFGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
 from .weights import weights_spec
@@ -118,7 +126,7 @@ class TFRobertaEmbeddings(Block):
         if config.position_embedding_type == "absolute":
             table = self.position_embeddings.embeddings
             if position_ids is None:
-                positions = tf.gather(table, self._default_position_ids(input_ids, batch, seq, past_length))
+                positions = gather(table, self._default_position_ids(input_ids, batch, seq, past_length))
             else:
                 positions = lookup_indices(table, position_ids, config.max_position_embeddings, "position_ids",
                                            "max_position_embeddings")
@@ -299,6 +307,7 @@ class TFRobertaEncoder(Block):
             TFRobertaLayer(config, pre_layer_norm, name=f"layer_{i}", dtype=self.dtype_policy)
             for i in range(config.num_hidden_layers)
         ]
+        self.gradient_checkpointing = False
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_masks=None, encoder_hidden_states=None,
@@ -311,8 +320,8 @@ class TFRobertaEncoder(Block):
         for i, layer in enumerate(self.layer):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            hidden_states, self_probs, cross_probs, layer_cache = layer(
-                hidden_states, attention_mask=attention_mask, head_mask=head_masks[i],
+            hidden_states, self_probs, cross_probs, layer_cache = run_layer(
+                self, layer, hidden_states, attention_mask=attention_mask, head_mask=head_masks[i],
                 encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
                 past_key_value=past_key_values[i] if past_key_values is not None else None, cache_index=cache_index,
                 training=training,
@@ -410,6 +419,7 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
         batch, seq = _input_shape(input_ids, inputs_embeds)
+        check_cache_layers(past_key_values, config.num_hidden_layers)
         static = isinstance(past_key_values, StaticCache)
         if static:
             static_mask, position_ids = self._static_cache_inputs(
@@ -505,9 +515,11 @@ def _input_shape(input_ids, inputs_embeds):
         raise ValueError("give either input_ids or inputs_embeds, not both")
     if input_ids is not None:
         check_rank("input_ids", list(input_ids.shape), 2, "batch, sequence")
+        check_not_empty("input_ids", list(input_ids.shape))
         return dim(input_ids, 0), dim(input_ids, 1)
     if inputs_embeds is not None:
         check_rank("inputs_embeds", list(inputs_embeds.shape), 3, "batch, sequence, hidden")
+        check_not_empty("inputs_embeds", list(inputs_embeds.shape))
         return dim(inputs_embeds, 0), dim(inputs_embeds, 1)
     raise ValueError("give input_ids or inputs_embeds")
 
@@ -599,6 +611,8 @@ class TFRobertaForSequenceClassification(TFRobertaPreTrainedModel):
 
 class TFRobertaForMultipleChoice(TFRobertaPreTrainedModel):
     """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
+
+    serving_rank = 3  # [batch, choices, length]
 
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)

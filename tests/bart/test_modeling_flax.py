@@ -553,7 +553,8 @@ def test_bad_input_is_a_clear_error(saved):
          "encoder output has batch size 4 but the decoder input has batch size 3"),
         ({"input_ids": ids, "head_mask": np.ones((3, 4))}, r"head_mask has shape \[3, 4\]"),
         ({"input_ids": ids, "cross_attn_head_mask": np.ones((2, 3))}, r"cross_attn_head_mask has shape \[2, 3\]"),
-        ({"input_ids": ids, "past_key_values": ((np.zeros((4, 4, 1, 8)),) * 2,)}, "one .* tuple per decoder layer"),
+        ({"input_ids": ids, "past_key_values": ((np.zeros((4, 4, 1, 8)),) * 2,)},
+         r"past_key_values holds 1 layer\(s\) but the model has 2"),
         # The cache counts towards the positions.
         ({"input_ids": ids, "decoder_input_ids": decoder_ids[:, :2],
           "past_key_values": ((np.zeros((4, 4, 39, 8)),) * 2,) * 2}, "sequence length 41 exceeds"),

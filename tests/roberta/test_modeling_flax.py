@@ -317,7 +317,7 @@ IDS = np.array([[0, 5, 6, 7, 2]])
     # 20 positions, numbered from pad_token_id + 1 = 2: room for 18 tokens.
     ({"input_ids": np.full((1, 19), 5)}, ValueError, "sequence length 19 exceeds the 18 positions"),
     ({"input_ids": IDS, "attention_mask": np.ones((1, 4))}, ValueError, r"attention_mask has shape \[1, 4\]"),
-    ({"input_ids": IDS, "attention_mask": np.ones(5)}, ValueError, "attention_mask must have 2 dimensions"),
+    ({"input_ids": IDS, "attention_mask": np.ones(5)}, ValueError, "attention_mask must have 2 or 3 dimensions"),
     ({"input_ids": IDS[0]}, ValueError, "input_ids must have 2 dimensions"),
     ({"input_ids": IDS, "position_ids": IDS + 16}, ValueError, r"position_ids holds 23, outside \[0, 20\)"),
     ({"input_ids": IDS, "token_type_ids": IDS}, ValueError, r"token_type_ids holds 7, outside \[0, 2\)"),
