@@ -112,7 +112,7 @@ def test_optimizer_state_follows_its_parameters():
     assert adam.count == NONE
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: other modules' tests may run between these on the worker
 def four_device_report():
     # Both spellings of the host device count: the XLA flag (JAX's documented one) and jax_num_cpu_devices,
     # which wins over it in newer JAX.
