@@ -29,6 +29,10 @@ from tests.harness import FLOAT32_ATOL, run, to_numpy  # noqa: E402
 
 from .test_formats import FAMILIES  # noqa: E402  (the same tiny models)
 
+# One worker runs them all (pyproject's --dist loadgroup): the other keeps running tests instead of waiting on the
+# lock while transformers writes the checkpoints.
+pytestmark = pytest.mark.xdist_group("formats_hf")
+
 WORKER = Path(__file__).with_name("hf_formats_worker.py")
 CLASSES = {"roberta": (roberta, "RobertaForMaskedLM"), "bart": (bart, "BartForConditionalGeneration"),
            "opt": (opt, "OPTForCausalLM")}
