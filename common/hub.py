@@ -18,6 +18,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from ..bundled import is_bundled_id, local_folder
 from .io import visible_file
 
 HUB_ARGUMENTS = ("revision", "cache_dir", "local_files_only", "token")
@@ -70,9 +71,10 @@ def resolve_optional_file(
 ) -> str | None:
     """Like ``resolve_file``, but None when the file is absent (offline: absent from the cache).
 
-    A repository or revision that does not exist is still an error.
+    A repository or revision that does not exist is still an error. An id of a model bundled with the package
+    (``rosettazoo/opt-wordnet``) reads its package folder, offline.
     """
-    name = os.fspath(name_or_path)
+    name = local_folder(name_or_path)
     if os.path.isdir(name):
         return visible_file(name, filename)  # through an unfinished save's journal, if there is one
     if os.path.exists(name):
@@ -110,6 +112,8 @@ def missing_files_error(
     """
     name = os.fspath(name_or_path)
     wanted = " or ".join(filenames)
+    if is_bundled_id(name):
+        return FileNotFoundError(f"the bundled model {name} ({local_folder(name)}) has no {wanted}; reinstall rosettazoo")
     if os.path.isdir(name):
         return FileNotFoundError(f"the folder {name} has no {wanted}")
     at = f" at revision {revision}" if revision else ""

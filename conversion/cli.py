@@ -3,11 +3,15 @@
     rosettazoo convert SRC DST [--format safetensors|pytorch|tf|flax] [--dtype float32|bfloat16|float16]
                                [--max-shard-size 2GB] [--overwrite]
     rosettazoo info SRC
+    rosettazoo generate MODEL PROMPT... [--framework pt|tf|flax] [generation settings]
+    rosettazoo fill-mask MODEL "text with <mask>" [--framework pt|tf|flax] [--top-k 5]
+    rosettazoo demo [--frameworks pt,tf,flax]
 
 ``convert_checkpoint`` rewrites a model folder or hub id (config.json, weights in any layout we read, and its
 generation config and tokenizer files) in another layout or dtype; tensors pass through one at a time as numpy,
 so no framework is needed except torch for pytorch_model.bin. ``checkpoint_info`` describes a checkpoint.
-``python -m rosettazoo.conversion SRC DST ...`` (no subcommand) is the older spelling of ``convert``.
+``python -m rosettazoo.conversion SRC DST ...`` (no subcommand) is the older spelling of ``convert``. The
+generate, fill-mask and demo commands live in ``rosettazoo.commands``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import ml_dtypes
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..bundled import is_bundled_id, local_folder, model_card_summary
+from ..commands import COMMANDS, add_parsers
+from ..commands import run as run_command
 from ..common.checkpoint import open_checkpoint, parse_size, stage_weights
 from ..common.config import CONFIG_NAME, read_json_object
 from ..common.formats import FORMATS, checkpoint_format
@@ -258,6 +265,8 @@ class CheckpointInfo:
     heads: list[str]  # classes whose weights the checkpoint holds
     tokenizer_files: list[str]
     unexplained: list[str]  # tensors the config does not account for, each with the reason
+    bundled_folder: str | None = None  # the package folder of a model bundled with rosettazoo
+    model_card: list[str] = field(default_factory=list)  # the first lines of the model card (README.md), if any
 
     def describe(self) -> str:
         params = ", ".join(f"{count:,} {dtype}" for dtype, count in self.parameters.items()) or "none"
@@ -274,12 +283,16 @@ class CheckpointInfo:
             ("tokenizer", ", ".join(self.tokenizer_files) or "no tokenizer files"),
             ("unexplained", "\n  ".join(["", *self.unexplained]) if self.unexplained else "none"),
         ]
+        if self.bundled_folder is not None:
+            rows.append(("bundled", f"yes, in {self.bundled_folder}"))
+        if self.model_card:
+            rows.append(("model card", "\n  ".join(["", *self.model_card])))
         return "\n".join(f"{key + ':':15}{value}" for key, value in rows)
 
 
 def _repository_files(source: str | os.PathLike, hub_kwargs: dict[str, Any]) -> list[str]:
     """The file names of a folder, of a hub repository, or (offline) of its snapshot in the cache."""
-    name = os.fspath(source)
+    name = local_folder(source)
     if os.path.isdir(name):
         return sorted(os.listdir(name))
     if is_offline(hub_kwargs.get("local_files_only", False)):
@@ -374,6 +387,8 @@ def checkpoint_info(source: str | os.PathLike, **hub_kwargs: Any) -> CheckpointI
         heads=_servable_heads(family, set(names), unprefixed, config) if family else [],
         tokenizer_files=[name for name in TOKENIZER_FILES if name in files],
         unexplained=_unexplained(family, names, shapes, config) if family else [],
+        bundled_folder=local_folder(source) if is_bundled_id(source) else None,
+        model_card=model_card_summary(local_folder(source)) if os.path.isdir(local_folder(source)) else [],
     )
 
 
@@ -388,7 +403,8 @@ def _add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Convert and inspect Hugging Face checkpoints of BART, "
-                                     "RoBERTa, RoBERTa-PreLayerNorm, OPT and I-BERT, without any framework.")
+                                     "RoBERTa, RoBERTa-PreLayerNorm, OPT and I-BERT, without any framework; generate "
+                                     "text and fill masks in PyTorch, TensorFlow or Flax; run the bundled models.")
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser(
         "convert", help="rewrite a model in another layout or dtype",
@@ -410,6 +426,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                                            "heads its weights serve, its tokenizer files and unexplained tensors.")
     info.add_argument("source", help="a model folder or a hub id")
     _add_hub_arguments(info)
+    add_parsers(commands, _add_hub_arguments)
     return parser
 
 
@@ -417,7 +434,9 @@ def _hub_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return {"revision": args.revision, "cache_dir": args.cache_dir, "local_files_only": args.local_files_only}
 
 
-def _run(args: argparse.Namespace) -> str:
+def _run(args: argparse.Namespace) -> str | None:
+    if args.command in COMMANDS:
+        return run_command(args, _hub_arguments)
     if args.command == "info":
         return checkpoint_info(args.source, **_hub_arguments(args)).describe()
     report = convert_checkpoint(
@@ -430,11 +449,13 @@ def _run(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None, prog: str = "rosettazoo") -> int:
     """The command line; returns the exit status (2 for bad input, with the reason on stderr)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("convert", "info", "-h", "--help"):
+    if argv and argv[0] not in ("convert", "info", *COMMANDS, "-h", "--help"):
         argv.insert(0, "convert")  # the older `python -m rosettazoo.conversion SRC DST` spelling
     args = _parser(prog).parse_args(argv)
     try:
-        print(_run(args))
+        output = _run(args)
+        if output is not None:
+            print(output)
     except (OSError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

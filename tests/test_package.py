@@ -28,7 +28,8 @@ def test_wheel_holds_only_the_rosettazoo_namespace(tmp_path):
     for module in ("rosettazoo/common/config.py", "rosettazoo/conversion/convert.py", "rosettazoo/roberta/config.py",
                    "rosettazoo/roberta/modeling_pt.py", "rosettazoo/roberta/modeling_tf.py",
                    "rosettazoo/roberta/modeling_flax.py", "rosettazoo/ibert/quant.py", "rosettazoo/ibert/modeling_flax.py",
-                   "rosettazoo/generation/decoding.py", "rosettazoo/generation/mixin_flax.py"):
+                   "rosettazoo/generation/decoding.py", "rosettazoo/generation/mixin_flax.py", "rosettazoo/demo.py",
+                   "rosettazoo/bundled.py"):
         assert module in names
     assert not any(name.startswith("tests/") for name in names)
 
