@@ -27,9 +27,10 @@ does, for constant and broadcast divisors: one ulp off at times); Hugging Face's
 ``pow2(n, dtype=float32)`` (exactly 2**n, built from exponent bits); reductions ``sum max min`` with
 ``(x, axis=None, keepdims=False)``; ``frexp(x) -> (mantissa, exponent)``; ``int_matmul(a, b) -> int32`` for
 integer ``a [..., m, k]`` and ``b [..., k, n]``; ``matmul`` for floats; ``below_2_31(x)``, True only if the backend
-can tell that every |x| < 2**31 (a shortcut; False is always correct); ``materialize(x)``, x computed once and
-stored: XLA may not fuse (and so recompute) its elementwise producers into each of its consumers (identity where
-nothing fuses).
+can tell that every |x| < 2**31 (a shortcut; False is always correct); ``inspectable(x)``, True when x holds
+concrete values (eager calls) that Python may read to choose an exact shortcut (False is always correct);
+``materialize(x)``, x computed once and stored: XLA may not fuse (and so recompute) its elementwise producers into
+each of its consumers (identity where nothing fuses).
 """
 
 from __future__ import annotations
@@ -147,14 +148,21 @@ def dyadic(ops, numerator, denominator):
     return m, 31 - ops.cast(exponent, ops.int64)
 
 
-def rounding_mul_shift(ops, x, m, e):
+def rounding_mul_shift(ops, x, m, e, bound=None):
     """round_half_even(x * m / 2**e) for int64 ``x`` (|x| < 2**62), |m| <= 2**31 and ``e`` >= 0, exactly.
 
-    Both forms below are exact on their domain, so the short one is taken when |x| <= 2**31 is known without
-    changing a single result: always for x of a 32-bit or narrower dtype (the short form's product is then at most
-    2**62 in magnitude, within its domain), else when the backend can tell (``ops.below_2_31``, which may always say
-    no). Graphs (XLA) can only know it from the dtype; the long form is about four times the operations.
+    ``bound``: the (low, high) range the caller clamps the result to, if any (it widens the float64 form's domain).
+    Every form below is exact on its domain, so taking one over another changes no result. On concrete values
+    (eager calls: ``ops.inspectable``) the float64 form is tried first: a few passes instead of a dozen int64 ones.
+    The short integer form is taken when |x| <= 2**31 is known: always for x of a 32-bit or narrower dtype (the
+    product is then at most 2**62 in magnitude, within its domain), else when the backend can tell
+    (``ops.below_2_31``, which may always say no). Graphs (XLA) can only know it from the dtype; the long form is
+    about four times the operations.
     """
+    if ops.inspectable(x):
+        fast = _float_rounding_mul_shift(ops, x, m, e, bound)
+        if fast is not None:
+            return fast
     narrow = x.dtype != ops.int64
     x, m, e = ops.cast(x, ops.int64), ops.cast(m, ops.int64), ops.cast(e, ops.int64)
     x = ops.where(m < 0, -x, x)  # a negative scale ratio (i-GELU's scale is negative) moves its sign to x
@@ -162,6 +170,45 @@ def rounding_mul_shift(ops, x, m, e):
     if narrow or ops.below_2_31(x):
         return _rounding_shift(ops, x * m, e)
     return _wide_rounding_mul_shift(ops, x, m, e)
+
+
+FLOAT64_EXACT = 1 << 53  # every integer of magnitude <= 2**53 is a float64
+FLOAT64_ERROR = 2.0 ** -51  # relative error of two float64 roundings (each at most 2**-53), with room to spare
+
+
+def _float_rounding_mul_shift(ops, x, m, e, bound):
+    """round_half_even(x * m / 2**e) of concrete values in float64, or None where exactness cannot be shown.
+
+    m / 2**e is a float64 exactly (m has at most 32 significant bits), so x * (m / 2**e) is rounded at most twice
+    (x's cast, the product). Exact when |x * m| < 2**53: the product's integer fits the mantissa and the power of two
+    scales it exactly, and so its rounding to an integer is the exact one. Otherwise, for a result clamped to
+    ``bound``: within the clamp range (|y| <= B = max(-low, high) + 1) the float errs by at most B * 2**-51, so
+    wherever it is farther than that from a half-integer it rounds as the exact value does, and beyond the range
+    both clamp alike; if any value comes that close (an exact tie, in practice), None.
+    """
+    if math.prod(x.shape) == 0 or int(ops.min(e)) < 0:
+        return None
+    scaled = ops.cast(x, ops.float64) * (ops.cast(m, ops.float64) * ops.pow2(-e, ops.float64))
+    if _product_below_2_53(ops, x, m):
+        return ops.cast(ops.round(scaled), ops.int64)
+    if bound is None:
+        return None
+    low, high = bound
+    scaled = ops.clip(scaled, low - 1, high + 1)
+    rounded = ops.round(scaled)
+    margin = 0.5 - (max(-low, high) + 1) * FLOAT64_ERROR
+    if not bool(ops.max(ops.abs(scaled - rounded)) < margin):
+        return None
+    return ops.cast(rounded, ops.int64)
+
+
+def _product_below_2_53(ops, x, m) -> bool:
+    """|x * m| < 2**53 for every element: from the dtype for 16-bit or narrower x, else from the values."""
+    m_max = int(ops.max(ops.abs(m)))
+    if x.dtype in (ops.int8, ops.int16):
+        return (1 << 15) * m_max < FLOAT64_EXACT
+    x_max = max(int(ops.max(x)), -int(ops.min(x)))
+    return x_max * m_max < FLOAT64_EXACT
 
 
 def _rounding_shift(ops, product, e):
@@ -208,10 +255,10 @@ def _wide_rounding_mul_shift(ops, x, m, e):
 def requantize(ops, x_int, x_scale, bits: int, out_scale, identity_int=None, identity_scale=None):
     """HF's FixedPointMul in integers: ``x_int * x_scale (+ identity)`` re-expressed in ``out_scale`` units,
     rounded half to even and clamped to ``bits`` bits. Returns int64."""
-    out = rescale(ops, x_int, x_scale, out_scale)
+    low, high = signed_range(bits)
+    out = rescale(ops, x_int, x_scale, out_scale, bound=(low, high) if identity_int is None else None)
     if identity_int is not None:
         out = out + rescale(ops, identity_int, identity_scale, out_scale)
-    low, high = signed_range(bits)
     return ops.clip(out, low, high)
 
 
@@ -310,10 +357,11 @@ def exact_matmul(ops, a, b, product_bound: int, sum_bound: int | None = None):
     return total
 
 
-def rescale(ops, x_int, x_scale, to_scale):
-    """x_int (in ``x_scale`` units) in ``to_scale`` units, rounded half to even, unclamped (int64)."""
+def rescale(ops, x_int, x_scale, to_scale, bound=None):
+    """x_int (in ``x_scale`` units) in ``to_scale`` units, rounded half to even (int64); unclamped, but ``bound``
+    is the (low, high) range the caller clamps the result to, if any (see ``rounding_mul_shift``)."""
     m, e = dyadic(ops, x_scale, to_scale)
-    return rounding_mul_shift(ops, x_int, m, e)
+    return rounding_mul_shift(ops, x_int, m, e, bound)
 
 
 def float_floor_divide(ops, a, b):
@@ -405,7 +453,7 @@ def int_softmax(ops, scores_int, scale, masked, act_scale, output_bit: int):
     exp_int, _ = int_exp(ops, scores, scale)
     m, e = dyadic(ops, ops.constant(1.0, ops.float32), act_scale)
     low, high = signed_range(SOFTMAX_ACT_BIT)
-    exp16 = ops.materialize(ops.clip(rounding_mul_shift(ops, exp_int, m, e), low, high))  # two consumers
+    exp16 = ops.materialize(ops.clip(rounding_mul_shift(ops, exp_int, m, e, (low, high)), low, high))  # 2 consumers
     total = ops.maximum(ops.sum(exp16, axis=-1, keepdims=True), 1)
     factor = ops.floor_divide(ops.constant(1 << MAX_BIT, ops.int64), total)
     probs = ops.right_shift(exp16 * factor, ops.constant(MAX_BIT - output_bit, ops.int64))

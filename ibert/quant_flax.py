@@ -91,7 +91,9 @@ class JaxOps:
 
     @staticmethod
     def reciprocal(x):
-        return 1.0 / x  # a constant numerator: XLA keeps the division
+        """1 / x, rounded once. Behind the barrier: XLA rewrites 1 / (a / b) as b / a (one rounding where PyTorch
+        has two; a weight scale is such a quotient, and one weight at base size then quantized differently)."""
+        return 1.0 / jax.lax.optimization_barrier(x)
 
     @staticmethod
     def divide(a, b):
@@ -120,6 +122,10 @@ class JaxOps:
             return False
         values = np.asarray(x, np.int64)
         return values.size == 0 or bool(np.abs(values).max() < 2**31)
+
+    @staticmethod
+    def inspectable(x) -> bool:
+        return not isinstance(x, jax.core.Tracer)
 
     @staticmethod
     def pow2(n, dtype=jnp.float32):

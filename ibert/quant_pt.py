@@ -124,6 +124,10 @@ class TorchOps:
         return x.numel() == 0 or bool(x.abs().max() < 2**31)
 
     @staticmethod
+    def inspectable(x) -> bool:
+        return True  # eager: every tensor holds its values
+
+    @staticmethod
     def frexp(x):
         return torch.frexp(x)
 
@@ -141,6 +145,27 @@ def _integer_inference(module: nn.Module) -> bool:
     return module.quant_mode and not module.training
 
 
+def _tensor_state(tensor: torch.Tensor) -> tuple:
+    """What changes when a parameter's values may have: its version counter (every in-place write, loading and
+    optimizer steps included) and its storage (``.data =`` or ``.to()`` swap it without counting a version)."""
+    return id(tensor), tensor._version, tensor.data_ptr(), tensor.dtype, tensor.device, tuple(tensor.shape)
+
+
+def _quantized_weight(module: nn.Module, per_channel: bool):
+    """(int8 weight, scale) of ``module.weight`` for integer inference, quantized once and reused until the weight
+    changes (see ``_tensor_state``): quantizing the word embeddings alone is a pass over 38M floats per call."""
+    state = _tensor_state(module.weight)
+    cached = module.__dict__.get("_integer_weight")
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, usable outside inference mode too
+        scale = quant.weight_scale(OPS, module.weight, module.weight_bit, per_channel)
+        weight_int = quant.quantize(OPS, module.weight, scale.view(-1, 1), module.weight_bit)
+        value = weight_int.to(quant.integer_dtype(OPS, module.weight_bit)), scale
+    module.__dict__["_integer_weight"] = (state, value)  # not a buffer: never saved
+    return value
+
+
 class QuantEmbedding(nn.Module):
     """Embedding table quantized per tensor to ``weight_bit`` bits (int8 lookups in inference)."""
 
@@ -156,10 +181,11 @@ class QuantEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor):
         if not self.quant_mode:
             return nn.functional.embedding(ids, self.weight, self.padding_idx), None
+        if not self.training:
+            weight_int, scale = _quantized_weight(self, per_channel=False)
+            return weight_int[ids], scale
         scale = quant.weight_scale(OPS, self.weight, self.weight_bit, per_channel=False)
         weight_int = quant.quantize(OPS, self.weight, scale.view(-1, 1), self.weight_bit)
-        if not self.training:
-            return weight_int.detach().to(quant.integer_dtype(OPS, self.weight_bit))[ids], scale
         self.weight_scaling_factor, self.weight_integer = scale, weight_int.detach()
         return nn.functional.embedding(ids, weight_int, self.padding_idx) * scale, scale
 
@@ -237,15 +263,18 @@ class QuantLinear(nn.Module):
         if prev_act_scaling_factor is None or tuple(prev_act_scaling_factor.shape) != (1,):
             raise ValueError("a quantized QuantLinear needs its input quantized per tensor: pass the scaling factor "
                              "of shape [1] that the preceding QuantAct returns")
+        if not self.training:
+            weight_int, weight_scale = _quantized_weight(self, self.per_channel)
+            bias_int = None
+            if self.bias is not None:
+                bias_int = quant.quantize(OPS, self.bias, weight_scale * prev_act_scaling_factor, self.bias_bit).detach()
+            x_scale = prev_act_scaling_factor if input_scaling_factor is None else input_scaling_factor
+            declared = None if input_scaling_factor is None else prev_act_scaling_factor
+            return quant.int_linear(OPS, x, x_scale, weight_int, bias_int, weight_scale, declared)
         weight_scale = quant.weight_scale(OPS, self.weight, self.weight_bit, self.per_channel)
         weight_int = quant.quantize(OPS, self.weight, weight_scale.view(-1, 1), self.weight_bit)
         bias_scale = weight_scale * prev_act_scaling_factor
         bias_int = None if self.bias is None else quant.quantize(OPS, self.bias, bias_scale, self.bias_bit)
-        if not self.training:
-            bias_int = None if bias_int is None else bias_int.detach()
-            x_scale = prev_act_scaling_factor if input_scaling_factor is None else input_scaling_factor
-            declared = None if input_scaling_factor is None else prev_act_scaling_factor
-            return quant.int_linear(OPS, x, x_scale, weight_int.detach().to(torch.int8), bias_int, weight_scale, declared)
         self.fc_scaling_factor, self.weight_integer = weight_scale, weight_int.detach()
         if bias_int is not None:
             self.bias_integer = bias_int.detach()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 
 import keras
 import tensorflow as tf
@@ -22,8 +23,23 @@ from . import quant
 require_tensorflow_backend()
 
 
+_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()  # graph -> {number: its Const op}, gone with the graph
+
+
+def _constant(value, dtype) -> tf.Tensor:
+    """``tf.constant(value, dtype)``, made once per graph: the integer path names the same few numbers thousands of
+    times, and a traced graph otherwise holds a Const op for each (a third of its ops, each slowing tracing)."""
+    if tf.executing_eagerly() or not isinstance(value, (numbers.Number, bool)):
+        return tf.constant(value, dtype)
+    cache = _GRAPH_CONSTANTS.setdefault(tf.compat.v1.get_default_graph(), {})
+    key = (type(value).__name__, repr(value), tf.as_dtype(dtype).name)  # repr keeps -0.0 apart from 0.0
+    if key not in cache:
+        cache[key] = tf.constant(value, dtype)
+    return cache[key]
+
+
 def _tensor(value, dtype) -> tf.Tensor:
-    return tf.constant(value, dtype) if isinstance(value, numbers.Number) else tf.convert_to_tensor(value)
+    return _constant(value, dtype) if isinstance(value, numbers.Number) else tf.convert_to_tensor(value)
 
 
 def _pair(a, b):
@@ -51,7 +67,7 @@ class TFOps:
     int8, int16, int32, int64 = tf.int8, tf.int16, tf.int32, tf.int64
 
     cast = staticmethod(tf.cast)
-    constant = staticmethod(tf.constant)
+    constant = staticmethod(_constant)
     stop_gradient = staticmethod(tf.stop_gradient)
     reshape = staticmethod(tf.reshape)
     transpose = staticmethod(tf.transpose)
@@ -88,7 +104,12 @@ class TFOps:
 
     @staticmethod
     def reciprocal(x):
-        return tf.math.reciprocal(x)
+        """1 / x, rounded once. The divisor plus a zero computed from it: XLA rewrites 1 / (a / b) as b / a (one
+        rounding where PyTorch has two; a weight scale is such a quotient, and one weight at base size then quantized
+        differently). The zero is selected, not x * 0, so an infinite x stays infinite."""
+        x = tf.convert_to_tensor(x)
+        zero = tf.stop_gradient(tf.where(tf.math.is_finite(x), x * 0.0, tf.zeros_like(x)))
+        return tf.math.reciprocal(x + zero)
 
     @staticmethod
     def materialize(x):
@@ -162,6 +183,10 @@ class TFOps:
         if not tf.executing_eagerly():
             return False
         return int(tf.size(x)) == 0 or bool(tf.reduce_max(tf.abs(x)) < 2 ** 31)
+
+    @staticmethod
+    def inspectable(x) -> bool:
+        return tf.executing_eagerly()
 
     @staticmethod
     def frexp(x):
