@@ -465,9 +465,15 @@ register_outputs()
 def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: int, head_dim: int, dtype: Dtype,
                      cross_key_values=None) -> StaticCache:
     """Zeros [batch, heads, max_length, head_dim] per layer and index 0; ``cross_key_values`` (one (key, value)
-    per layer, computed once from the encoder output) become each layer's 3rd and 4th entries."""
+    per layer, computed once from the encoder output) become each layer's 3rd and 4th entries.
+
+    The cross entries are materialized in that layout (an optimization barrier): otherwise XLA folds their
+    head transpose into the decoding loop, which then transposes every layer's keys and values at every step.
+    """
     zeros = jnp.zeros((batch, num_heads, max_length, head_dim), dtype)
-    cross = cross_key_values if cross_key_values is not None else [()] * num_layers
+    cross = [()] * num_layers
+    if cross_key_values is not None:
+        cross = jax.lax.optimization_barrier([tuple(key_value) for key_value in cross_key_values])
     return StaticCache(tuple((zeros, zeros, *kv) for kv in cross), jnp.asarray(0, jnp.int32))
 
 
@@ -477,16 +483,19 @@ def static_cache_update(cache_key: Array, cache_value: Array, key: Array, value:
     arrays [batch, heads, max_length, head_dim]; returns the updated (cache_key, cache_value).
 
     Overflowing the cache raises when ``index`` is known now; under tracing (where dynamic_update_slice would
-    silently move the write back) the written keys and values become NaN, so the outputs show it.
+    silently move the write back) the written keys and values become NaN, so the outputs show it: every later
+    query sees the last slots, and a NaN score stays NaN whatever the mask adds. Only the written slots are
+    touched, so XLA updates the cache in place.
     """
     max_length, new = cache_key.shape[2], key.shape[2]
     overflow = check_static_cache_room(index, new, max_length)
     start = (0, 0, jnp.asarray(index, jnp.int32), 0)
 
     def write(cache, update):
-        cache = jax.lax.dynamic_update_slice(cache, update.astype(cache.dtype), start)
-        # Past the end dynamic_update_slice would move the write back: the whole cache turns NaN instead.
-        return cache if overflow is None else jnp.where(overflow, jnp.asarray(jnp.nan, cache.dtype), cache)
+        update = update.astype(cache.dtype)
+        if overflow is not None:
+            update = jnp.where(overflow, jnp.asarray(jnp.nan, cache.dtype), update)
+        return jax.lax.dynamic_update_slice(cache, update, start)
 
     return write(cache_key, key), write(cache_value, value)
 

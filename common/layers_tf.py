@@ -521,19 +521,23 @@ def static_cache_update(cache_key, cache_value, key, value, index):
     """Write ``key``/``value`` [batch, heads, new, head_dim] into slots ``index ... index + new - 1`` of the
     cache tensors [batch, heads, max_length, head_dim]; returns the updated (cache_key, cache_value).
 
-    A select over the slot axis rather than a scatter: shapes stay static and XLA fuses it.
+    A scatter of the new slots only, which XLA performs in place (a select over every slot would rewrite the
+    whole cache at each step). Overflowing the cache raises eagerly; in a graph the slots past the end are
+    clamped to the last one and the written keys and values become NaN, so the outputs show it: every later
+    query sees the last slot, and a NaN score stays NaN whatever the mask adds.
     """
     max_length, new = cache_key.shape[2], key.shape[2]
     overflow = check_static_cache_room(index, new, max_length)
-    slots = tf.range(max_length)
-    offset = slots - tf.cast(index, tf.int32)
-    written = tf.logical_and(offset >= 0, offset < new)[None, None, :, None]
-    source = tf.clip_by_value(offset, 0, new - 1)
+    slots = tf.minimum(tf.cast(index, tf.int32) + tf.range(new), max_length - 1)
+    shape = tf.shape(key)
+    rows, heads, slots = tf.meshgrid(tf.range(shape[0]), tf.range(shape[1]), slots, indexing="ij")
+    positions = tf.stack([rows, heads, slots], axis=-1)  # [batch, heads, new, 3]
 
     def write(cache, update):
-        cache = tf.where(written, tf.gather(tf.cast(update, cache.dtype), source, axis=2), cache)
-        # Past the end the keys would be dropped silently: the whole cache turns NaN, so every output shows it.
-        return cache if overflow is None else tf.where(overflow, tf.cast(float("nan"), cache.dtype), cache)
+        update = tf.cast(update, cache.dtype)
+        if overflow is not None:
+            update = tf.where(overflow, tf.cast(float("nan"), cache.dtype), update)
+        return tf.tensor_scatter_nd_update(cache, positions, update)
 
     return write(cache_key, key), write(cache_value, value)
 

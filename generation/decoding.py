@@ -11,7 +11,7 @@ and the loop is ``ops.while_loop`` (a Python loop in PyTorch, ``tf.while_loop`` 
 vectorized ``_beam_search``, step for step and with the same float32 arithmetic, so they choose the same tokens.
 
 A backend provides: dtypes ``int32 float32 bool``; ``constant(value, dtype)``, ``arange(n)`` (int32),
-``full(shape, value, dtype)``, ``zeros_like``, ``cast``, ``where`` (Python numbers allowed), ``maximum``, ``log``,
+``full(shape, value, dtype)``, ``cast``, ``where`` (Python numbers allowed), ``maximum``, ``log``,
 ``log_softmax`` / ``softmax`` (last axis), ``cumsum``, ``sum any all min`` (with ``axis``, ``keepdims``),
 ``argmax`` (last axis, first of ties, int32), ``top_k(x, k) -> (values, int32 indices)`` (last axis, sorted, first of
 ties), ``take(x, indices, axis)``, ``take_per_row(x [b, n, ...], indices [b, k]) -> [b, k, ...]``, ``reshape``,
@@ -228,6 +228,20 @@ def _beams_unfinished(ops, plan, state):
     improvement_possible = ops.any(state["improvable"])
     open_beam = ~(ops.all(state["is_finished"]) & (plan.early_stopping is True))
     return improvement_possible & open_beam & ~ops.all(state["hits"])
+
+
+def rows_of_inputs(ops, plan, x):
+    """``x`` [batch, ...], one entry per input, as [rows, ...]: each entry repeated for its input's consecutive rows
+    (beams, or returned sequences). So the encoder and the cross-attention projections run once per input, as
+    transformers expands the encoder output only after encoding."""
+    every = plan.rows_per_input
+    return x if every == 1 else ops.take(x, ops.arange(plan.rows) // every, axis=0)
+
+
+def cache_rows_of_inputs(ops, plan, cache):
+    """A cache made for the ``plan.batch`` inputs, every entry expanded to the plan's rows (``rows_of_inputs``)."""
+    layers = tuple(tuple(rows_of_inputs(ops, plan, entry) for entry in layer) for layer in cache.layers)
+    return type(cache)(layers, cache.index)
 
 
 def reorder_cache(ops, cache, rows):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import GenerationConfig
-from .decoding import Bounds, beam_search, search, search_body, search_result, search_start
+from .decoding import Bounds, beam_search, cache_rows_of_inputs, rows_of_inputs, search, search_body, search_result, search_start
 from .driver import GenerationDriver, stream
 from .ops_jax import JaxOps
 from .settings import GenerateOutput, Plan, Prepared
@@ -95,17 +95,22 @@ class FlaxGenerationMixin(GenerationDriver):
 
             cache = self.init_cache(plan.rows, plan.width) if with_cache else None
             return bounds, sequences, cache, step, None, None
+        every = plan.rows_per_input  # the inputs are encoded once, then repeated for their rows
         if encoder_hidden_states is not None:
             encoder_hidden_states = encoder_hidden_states.astype(self.dtype)
+            encoded = encoder_hidden_states[::every]
         else:
-            encoder_hidden_states = self.encode(encoder_ids, encoder_mask, params=params).last_hidden_state
+            encoded = self.encode(encoder_ids[::every], encoder_mask[::every], params=params).last_hidden_state
+            encoder_hidden_states = rows_of_inputs(JaxOps, plan, encoded)
 
         def step(tokens, cache):
             out = self(attention_mask=encoder_mask, decoder_input_ids=tokens, decoder_attention_mask=slot_mask,
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache, params=params)
             return out.logits[:, -1, :].astype(jnp.float32), out.past_key_values
 
-        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states, params=params) if with_cache else None
+        cache = None
+        if with_cache:
+            cache = cache_rows_of_inputs(JaxOps, plan, self.init_cache(plan.batch, plan.width, encoded, params=params))
         return bounds, sequences, cache, step, encoder_ids, encoder_hidden_states
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .config import GenerationConfig
-from .decoding import Bounds, beam_search, search, search_body, search_result, search_start
+from .decoding import Bounds, beam_search, cache_rows_of_inputs, rows_of_inputs, search, search_body, search_result, search_start
 from .driver import GenerationDriver, stream
 from .ops_pt import TorchOps
 from .settings import GenerateOutput, Prepared
@@ -64,9 +64,8 @@ class GenerationMixin(GenerationDriver):
                                   kwargs)
 
     def _run_decoding(self, prepared: Prepared, streamer) -> dict:
-        plan, device = prepared.plan, self.device
-        ops = TorchOps(device)
-        bounds, sequences, cache, step, encoder_ids = self._decoding_inputs(prepared, device)
+        plan, ops = prepared.plan, TorchOps(self.device)
+        bounds, sequences, cache, step, encoder_ids = self._decoding_inputs(prepared, ops)
         if streamer is not None:
             state = stream(prepared, lambda: search_start(ops, plan, bounds, sequences, cache, step, encoder_ids),
                            search_body(ops, plan, bounds, step, encoder_ids), streamer)
@@ -87,9 +86,9 @@ class GenerationMixin(GenerationDriver):
         # In __dict__ directly: a compiled module set as an attribute would register as a submodule.
         return self.__dict__.setdefault("_generation_forward", torch.compile(self.forward))
 
-    def _decoding_inputs(self, prepared: Prepared, device):
-        """(bounds, token buffer, a fresh cache, the model step, encoder ids) as tensors on the model's device."""
-        plan = prepared.plan
+    def _decoding_inputs(self, prepared: Prepared, ops: TorchOps):
+        """(bounds, token buffer, a fresh cache, the model step, encoder ids) as tensors on the ops' device."""
+        plan, device = prepared.plan, ops.device
 
         def tensor(value):
             return torch.as_tensor(np.asarray(value), device=device)
@@ -105,16 +104,18 @@ class GenerationMixin(GenerationDriver):
 
             return bounds, sequences, self.init_cache(plan.rows, plan.width), step, None
         encoder_ids, encoder_mask = tensor(prepared.encoder_ids), tensor(prepared.encoder_mask).long()
+        every = plan.rows_per_input  # the inputs are encoded once, then repeated for their rows
         if prepared.encoder_hidden_states is not None:
-            encoder_hidden_states = tensor(prepared.encoder_hidden_states).to(self.dtype)
+            encoded = tensor(prepared.encoder_hidden_states[::every]).to(self.dtype)
         else:
-            encoder_hidden_states = self.get_encoder()(input_ids=encoder_ids.long(),
-                                                       attention_mask=encoder_mask).last_hidden_state
+            encoded = self.get_encoder()(input_ids=encoder_ids[::every].long(),
+                                         attention_mask=encoder_mask[::every]).last_hidden_state
+        encoder_hidden_states = rows_of_inputs(ops, plan, encoded)
 
         def step(tokens, cache):
             out = call(attention_mask=encoder_mask, decoder_input_ids=tokens.long(), decoder_attention_mask=slot_mask,
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache)
             return out.logits[:, -1, :].float(), out.past_key_values
 
-        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states)
+        cache = cache_rows_of_inputs(ops, plan, self.init_cache(plan.batch, plan.width, encoded))
         return bounds, sequences, cache, step, encoder_ids

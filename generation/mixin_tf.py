@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import GenerationConfig
-from .decoding import Bounds, beam_search, search, search_body, search_result, search_start
+from .decoding import Bounds, beam_search, cache_rows_of_inputs, rows_of_inputs, search, search_body, search_result, search_start
 from .driver import GenerationDriver, stream
 from .ops_tf import TFOps
 from .settings import GenerateOutput, Plan, Prepared
@@ -85,18 +85,23 @@ class TFGenerationMixin(GenerationDriver):
 
             cache = self.init_cache(plan.rows, plan.width) if with_cache else None
             return bounds, sequences, cache, step, None, None
+        every = plan.rows_per_input  # the inputs are encoded once, then repeated for their rows
         if encoder_hidden_states is not None:
             encoder_hidden_states = tf.cast(encoder_hidden_states, self.compute_dtype)
+            encoded = encoder_hidden_states[::every]
         else:
-            encoder_hidden_states = self.get_encoder()(input_ids=encoder_ids, attention_mask=encoder_mask,
-                                                       training=False).last_hidden_state
+            encoded = self.get_encoder()(input_ids=encoder_ids[::every], attention_mask=encoder_mask[::every],
+                                         training=False).last_hidden_state
+            encoder_hidden_states = rows_of_inputs(TFOps, plan, encoded)
 
         def step(tokens, cache):
             out = self(attention_mask=encoder_mask, decoder_input_ids=tokens, decoder_attention_mask=slot_mask,
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache, training=False)
             return tf.cast(out.logits[:, -1, :], tf.float32), out.past_key_values
 
-        cache = self.init_cache(plan.rows, plan.width, encoder_hidden_states) if with_cache else None
+        cache = None
+        if with_cache:
+            cache = cache_rows_of_inputs(TFOps, plan, self.init_cache(plan.batch, plan.width, encoded))
         return bounds, sequences, cache, step, encoder_ids, encoder_hidden_states
 
 

@@ -13,7 +13,6 @@ class JaxOps:
     arange = staticmethod(lambda n: jnp.arange(n, dtype=jnp.int32))
     full = staticmethod(lambda shape, value, dtype: jnp.full(shape, value, dtype))
     cast = staticmethod(lambda x, dtype: jnp.asarray(x).astype(dtype))
-    zeros_like = staticmethod(jnp.zeros_like)
     where = staticmethod(jnp.where)
     maximum = staticmethod(jnp.maximum)
     log = staticmethod(jnp.log)

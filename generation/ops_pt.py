@@ -15,7 +15,6 @@ class TorchOps:
     int32, float32, bool = torch.int32, torch.float32, torch.bool
 
     cast = staticmethod(lambda x, dtype: x.to(dtype))
-    zeros_like = staticmethod(torch.zeros_like)
     maximum = staticmethod(lambda x, y: torch.clamp(x, min=y) if isinstance(y, numbers.Number) else torch.maximum(x, y))
     log = staticmethod(torch.log)
     log_softmax = staticmethod(lambda x: torch.log_softmax(x, dim=-1))

@@ -18,7 +18,6 @@ class TFOps:
     arange = staticmethod(lambda n: tf.range(n, dtype=tf.int32))
     full = staticmethod(lambda shape, value, dtype: tf.fill(shape, tf.constant(value, dtype)))
     cast = staticmethod(tf.cast)
-    zeros_like = staticmethod(tf.zeros_like)
     maximum = staticmethod(lambda x, y: tf.maximum(x, _like(y, x)))
     log = staticmethod(tf.math.log)
     log_softmax = staticmethod(lambda x: tf.nn.log_softmax(x, axis=-1))

@@ -109,8 +109,8 @@ def ban_bad_word(ops, plan, scores, sequences, cur, bounds, word: tuple[int, ...
 
 def _force(ops, plan, scores, when, token_ids: tuple[int, ...]):
     """Where ``when``: every score -inf but those of ``token_ids``, which become 0."""
-    forced = ops.where(_columns_of(ops, plan, token_ids), 0.0, NEG_INF)
-    return ops.where(when, forced + ops.zeros_like(scores), scores)
+    forced = ops.where(_columns_of(ops, plan, token_ids), 0.0, NEG_INF)  # [1, vocab], broadcast over the rows
+    return ops.where(when, forced, scores)
 
 
 def _eos_columns(ops, plan):

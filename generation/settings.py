@@ -67,6 +67,11 @@ class Plan:
     def is_beam_search(self) -> bool:
         return self.num_beams > 1
 
+    @property
+    def rows_per_input(self) -> int:
+        """How many rows each input becomes: its beams, or its returned sequences (consecutive rows)."""
+        return self.rows // self.batch
+
 
 @dataclass
 class Prepared:

@@ -5,16 +5,13 @@ Most tests point the package's models folder at tiny random models built here (`
 depend on the trained models; ``test_the_package_ships_the_three_models`` checks the real ones."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import tiny_bundle
-
 import rosettazoo.bundled as bundled
 from rosettazoo.common import hub
+from tests import tiny_bundle
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import tiny_bundle
-
 import rosettazoo.bundled as bundled
 from rosettazoo import demo, tasks
+from tests import tiny_bundle
 
 pytest.importorskip("torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
