@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 DATA_FILE = Path(__file__).parent / "data" / "wordnet_glosses.tsv.gz"
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0-4, as in roberta-base
 STATE_FILE = "trainer_state.json"
+LOG_FILE = "log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,13 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--framework", choices=("pt", "tf", "flax"), required=True)
     parser.add_argument("--model", help="a model folder or hub id to fine-tune (default: a new model, see --size)")
-    parser.add_argument("--size", choices=("tiny", "small"), default="small",
-                        help="the new model's size when --model is not given (tiny: 2 x 32, for tests)")
+    parser.add_argument("--size", choices=("tiny", "demo", "small"), default="small",
+                        help="the new model's size when --model is not given (tiny: 2 x 32, for tests; demo: 4 x "
+                             "128, the models bundled in rosettazoo/models; small: 4 x 256)")
+    parser.add_argument("--layers", type=int, help="override the --size's number of layers (per stack in BART)")
+    parser.add_argument("--dropout", type=float,
+                        help="dropout of a new model (default: its config's); 0 suits short runs that see the data "
+                             "about once, where there is nothing to overfit yet")
     parser.add_argument("--vocab-size", type=int, default=4000,
                         help="vocabulary of the byte-level BPE trained on the data when --model is not given")
     parser.add_argument("--output-dir", required=True, help="checkpoints go to OUTPUT_DIR/checkpoint-STEP")
@@ -61,9 +67,16 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=1000, help="optimizer steps in all")
     parser.add_argument("--batch-size", type=int, default=32, help="global batch size (over all devices)")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int,
+                        help="raise the learning rate linearly from near 0 over this many steps (default: 5%% of "
+                             "--steps), then lower it to 0 at --steps (see --decay)")
+    parser.add_argument("--decay", choices=("linear", "cosine", "none"), default="linear",
+                        help="how the learning rate falls after the warmup (none: it stays at --learning-rate)")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--max-length", type=int, default=64, help="tokens per sequence (padded to it)")
     parser.add_argument("--eval-every", type=int, default=250, help="evaluate and save every this many steps")
+    parser.add_argument("--log-every", type=int, default=50,
+                        help="log the mean training loss of every this many steps to OUTPUT_DIR/log.jsonl")
     parser.add_argument("--max-train", type=int, help="use at most this many training synsets")
     parser.add_argument("--max-eval", type=int, default=500, help="evaluate on at most this many synsets")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,14 +94,41 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    for name in ("steps", "batch_size", "eval_every", "max_length", "devices"):
+    for name in ("steps", "batch_size", "eval_every", "log_every", "max_length", "devices"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.warmup_steps is not None and not 0 <= args.warmup_steps <= args.steps:
+        raise SystemExit(f"--warmup-steps must be between 0 and --steps ({args.steps}), got {args.warmup_steps}")
     flags = {"pt": args.ddp, "tf": args.strategy != "default", "flax": args.devices > 1 or args.layout != "dp"}
     for framework, used in flags.items():
         if used and framework != args.framework:
             raise SystemExit(f"--ddp is for pt, --strategy for tf, --devices and --layout for flax; got them with "
                              f"--framework {args.framework}")
+
+
+# ---------------------------------------------------------------------------------------------------- schedule
+
+
+def warmup_steps(args: argparse.Namespace) -> int:
+    return round(0.05 * args.steps) if args.warmup_steps is None else args.warmup_steps
+
+
+def learning_rate_at(step, peak: float, warmup: int, total: int, decay: str, ops=np):
+    """The learning rate of update ``step`` (0-based, a float): a linear rise to ``peak`` over ``warmup`` updates,
+    then a linear or cosine fall to 0 at ``total`` (or none). ``step`` may be a float tensor: ``ops`` is numpy,
+    keras.ops or jax.numpy, so every engine follows this one curve, counted by its optimizer's own step counter
+    (which --resume restores)."""
+    rise = ops.minimum((step + 1.0) / max(warmup, 1), 1.0)
+    progress = ops.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+    fall = {"linear": 1.0 - progress, "cosine": 0.5 * (1.0 + ops.cos(math.pi * progress)),
+            "none": ops.ones_like(progress)}[decay]
+    return peak * ops.where(step < warmup, rise, fall)
+
+
+def schedule(args: argparse.Namespace, ops=np) -> Callable:
+    """``learning_rate_at`` with --learning-rate, --warmup-steps, --steps and --decay filled in."""
+    warmup = warmup_steps(args)
+    return lambda step: learning_rate_at(step, args.learning_rate, warmup, args.steps, args.decay, ops)
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer
@@ -124,9 +164,20 @@ def build_tokenizer(args: argparse.Namespace, source: str | None, texts: list[st
 
 def model_size(args: argparse.Namespace) -> dict[str, int]:
     """The shape of a new model (--size), which each example spells in its config's field names."""
-    if args.size == "tiny":
-        return dict(hidden=32, heads=4, ffn=37, layers=2, positions=args.max_length + 2)
-    return dict(hidden=256, heads=4, ffn=1024, layers=4, positions=args.max_length + 2)
+    if args.layers is not None and args.layers < 1:
+        raise SystemExit(f"--layers must be at least 1, got {args.layers}")
+    shapes = {"tiny": (32, 4, 37, 2), "demo": (128, 4, 512, 4), "small": (256, 4, 1024, 4)}
+    hidden, heads, ffn, layers = shapes[args.size]
+    return dict(hidden=hidden, heads=heads, ffn=ffn, layers=args.layers or layers, positions=args.max_length + 2)
+
+
+def dropout_settings(args: argparse.Namespace, *fields: str) -> dict[str, float]:
+    """--dropout for each of the config's dropout ``fields`` (none: the config's defaults stay)."""
+    if args.dropout is None:
+        return {}
+    if not 0.0 <= args.dropout < 1.0:
+        raise SystemExit(f"--dropout must be in [0, 1), got {args.dropout}")
+    return dict.fromkeys(fields, args.dropout)
 
 
 def build_model(classes: dict[str, type], args: argparse.Namespace, source: str | None, config, **overrides):
@@ -189,27 +240,73 @@ def latest_checkpoint(output_dir: str) -> str | None:
 
 
 def run(args: argparse.Namespace, engine, train_columns: dict[str, np.ndarray],
-        evaluate: Callable[[object], dict[str, float]], metric: str, start_step: int = 0) -> dict[str, float]:
+        evaluate: Callable[[object], dict[str, float]], metric: str, start_step: int = 0,
+        prepare: Callable[[dict, int], dict] | None = None) -> dict[str, float]:
     """Train from ``start_step`` to ``args.steps``, evaluating and saving every ``args.eval_every`` steps;
-    returns the last metrics."""
+    returns the last metrics. ``prepare(batch, step)``, if given, turns each training batch into the model's
+    inputs (e.g. masks tokens anew for every step); the mean loss of every ``args.log_every`` steps and every
+    evaluation go to OUTPUT_DIR/log.jsonl, one JSON object a line."""
     step = start_step
     if args.resume:
         engine.load_optimizer(latest_checkpoint(args.output_dir))
         engine.log(f"resumed from {latest_checkpoint(args.output_dir)} at step {step}")
+    engine.start_at(step)
     data = batches(train_columns, args.batch_size, args.seed, start_step=step)
+    if prepare is not None:
+        data = (prepare(batch, index) for index, batch in enumerate(data, start=step))
+    log = MetricsLog(os.path.join(args.output_dir, LOG_FILE), step, enabled=engine.is_main)
     metrics: dict[str, float] = {}
     with tqdm(total=args.steps, initial=step, desc="training", disable=not engine.is_main) as progress:
         while step < args.steps:
             count = min(args.eval_every, args.steps - step)
-            loss = engine.train(data, count, progress)
-            step += count
+            total = 0.0
+            for chunk in chunk_sizes(count, args.log_every):
+                chunk_loss = engine.train(data, chunk, progress)
+                step += chunk
+                total += chunk_loss * chunk
+                log.write({"step": step, "train_loss": chunk_loss})
+            loss = total / count
             metrics = {"train_loss": loss, **evaluate(engine)}
+            log.write({"step": step, **metrics})
             progress.set_postfix(loss=f"{loss:.4f}", **{metric: f"{metrics[metric]:.4f}"})
             engine.log(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             save(engine, os.path.join(args.output_dir, f"checkpoint-{step}"), step, metrics)
     if metrics:
         engine.log(f"final {metric}: {metrics[metric]:.4f}")
     return metrics
+
+
+def chunk_sizes(count: int, size: int) -> list[int]:
+    """``count`` steps as runs of ``size`` and the rest: chunk_sizes(120, 50) == [50, 50, 20]."""
+    return [size] * (count // size) + ([count % size] if count % size else [])
+
+
+class MetricsLog:
+    """OUTPUT_DIR/log.jsonl: a resumed run first drops the lines past its checkpoint (written after it by the run
+    that stopped), so the log holds each step once."""
+
+    def __init__(self, path: str, start_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        kept = []
+        if start_step and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                kept = [line for line in f if json.loads(line)["step"] <= start_step]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+
+    def write(self, entry: dict[str, float]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
+
+def read_log(output_dir: str) -> list[dict[str, float]]:
+    """The entries run() logged in ``output_dir``, in order."""
+    with open(os.path.join(output_dir, LOG_FILE), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def save(engine, folder: str, step: int, metrics: dict[str, float]) -> None:
@@ -251,6 +348,13 @@ class Engine:
     def model_for_saving(self):
         return self.model
 
+    def start_at(self, step: int) -> None:
+        """The next update is ``step``: the engines whose optimizer does not count its updates set it here."""
+
+    def learning_rate(self) -> float:
+        """The learning rate of the next update, read from the optimizer."""
+        raise NotImplementedError
+
 
 class TorchEngine(Engine):
     def __init__(self, model, tokenizer, args):
@@ -269,6 +373,17 @@ class TorchEngine(Engine):
         super().__init__(model, tokenizer, args)
         self.module = torch.nn.parallel.DistributedDataParallel(model) if args.ddp else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+        self.schedule = schedule(args)
+        self.start_at(0)
+
+    def start_at(self, step: int) -> None:
+        # Set by hand before each update (not LambdaLR): the rate then follows the step run() restores.
+        self.step = step
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.schedule(float(step)))
+
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     def _local(self, batch: dict) -> dict:
         """This process's rows of a global batch, as tensors."""
@@ -287,6 +402,7 @@ class TorchEngine(Engine):
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            self.start_at(self.step + 1)
             losses.append(loss.item())
             progress.update(1)
             progress.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -329,9 +445,12 @@ class KerasEngine(Engine):
             self.is_main = self.strategy.cluster_resolver.task_id == 0
         with self.strategy.scope():
             model = build_model()
-            model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.learning_rate,
+            model.compile(optimizer=keras.optimizers.AdamW(learning_rate=KerasSchedule(args),
                                                            weight_decay=args.weight_decay))
         super().__init__(model, tokenizer, args)
+
+    def learning_rate(self) -> float:
+        return float(self.keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def _dataset(self, data: Iterator[dict], count: int):
         first = next(data)
@@ -387,6 +506,24 @@ class KerasEngine(Engine):
             self.strategy.reduce("SUM", self.strategy.run(lambda: self.tf.constant(0.0)), axis=None)
 
 
+def KerasSchedule(args: argparse.Namespace):
+    """``schedule(args)`` as a keras LearningRateSchedule of the optimizer's ``iterations`` (restored by
+    load_optimizer, so a resumed run continues the curve)."""
+    import keras
+
+    class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self):
+            self.rate = schedule(args, keras.ops)
+
+        def __call__(self, step):
+            return self.rate(keras.ops.cast(step, "float32"))
+
+        def get_config(self):
+            return {}
+
+    return Schedule()
+
+
 class FlaxEngine(Engine):
     def __init__(self, model, tokenizer, args):
         import jax
@@ -405,7 +542,11 @@ class FlaxEngine(Engine):
         self.mesh = sharding_flax.make_mesh(data=args.devices // model_axis, model=model_axis,
                                             devices=devices[:args.devices])
         super().__init__(model, tokenizer, args)
-        optimizer = optax.adamw(args.learning_rate, weight_decay=args.weight_decay)
+        # inject_hyperparams keeps the step count in the state (saved, restored on --resume) where
+        # learning_rate() can read it.
+        self.schedule = schedule(args, jax.numpy)
+        optimizer = optax.inject_hyperparams(optax.adamw)(
+            learning_rate=lambda count: self.schedule(count.astype("float32")), weight_decay=args.weight_decay)
         self.params, self.opt_state, shardings = sharding_flax.shard_train_state(model, optimizer, self.mesh,
                                                                                  args.layout)
         self.rng = jax.random.PRNGKey(args.seed)
@@ -430,6 +571,9 @@ class FlaxEngine(Engine):
     def generate(self, input_ids: np.ndarray, attention_mask: np.ndarray, **settings) -> np.ndarray:
         return np.asarray(self.model.generate(input_ids, attention_mask=attention_mask, params=self.params,
                                               **settings).sequences)
+
+    def learning_rate(self) -> float:
+        return float(self.schedule(self.opt_state.count.astype("float32")))
 
     def model_for_saving(self):
         self.model.params = self.sharding.gather(self.params)

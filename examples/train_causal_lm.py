@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     size = finetuning.model_size(args)
     config = OPTConfig(vocab_size=len(tokenizer), hidden_size=size["hidden"], word_embed_proj_dim=size["hidden"],
                        num_hidden_layers=size["layers"], num_attention_heads=size["heads"], ffn_dim=size["ffn"],
-                       max_position_embeddings=size["positions"])
+                       max_position_embeddings=size["positions"],
+                       **finetuning.dropout_settings(args, "dropout", "attention_dropout"))
     engine = finetuning.make_engine(args, lambda: finetuning.build_model(CLASSES, args, source, config), tokenizer)
     eval_columns = encode(tokenizer, evaluation, args.max_length)
 
