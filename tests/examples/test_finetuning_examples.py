@@ -1,24 +1,13 @@
 """The three fine-tuning examples run a few steps in each framework on a tiny model, save checkpoints that load,
 and resume from them."""
 
-import importlib
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-TINY = ["--size", "tiny", "--vocab-size", "300", "--batch-size", "8", "--max-train", "256", "--max-eval", "8",
-        "--max-length", "24"]
-
-
-def example(name: str):
-    if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)
-    return importlib.import_module(name)
-
+from tests.examples import TINY, example
 
 # Every script in PyTorch; TF's fit and Flax's sharded step once each (the engines are shared by the scripts, and
 # each TF or Flax run costs 20-70 s of compiling on 2 cores).

@@ -2,19 +2,15 @@
 continue the curve after a checkpoint is restored."""
 
 import itertools
-import os
-import sys
 
 import numpy as np
 import pytest
 from tqdm.auto import tqdm
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-if EXAMPLES not in sys.path:
-    sys.path.insert(0, EXAMPLES)
-import finetuning  # noqa: E402
+from rosettazoo.opt import FlaxOPTForCausalLM, OPTConfig, OPTForCausalLM, TFOPTForCausalLM
+from tests.examples import example
 
-from rosettazoo.opt import FlaxOPTForCausalLM, OPTConfig, OPTForCausalLM, TFOPTForCausalLM  # noqa: E402
+finetuning = example("finetuning")
 
 CLASSES = {"pt": OPTForCausalLM, "tf": TFOPTForCausalLM, "flax": FlaxOPTForCausalLM}
 CONFIG = dict(vocab_size=64, hidden_size=16, word_embed_proj_dim=16, num_hidden_layers=1, num_attention_heads=2,

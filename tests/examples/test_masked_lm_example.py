@@ -1,22 +1,12 @@
 """examples/train_masked_lm.py: its masking follows transformers' 80/10/10 recipe and is reproducible, its loss
 falls in PyTorch, and a Flax run saves a checkpoint that resumes and loads."""
 
-import importlib
 import os
-import sys
 
 import numpy as np
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-TINY = ["--size", "tiny", "--vocab-size", "300", "--batch-size", "8", "--max-train", "256", "--max-eval", "8",
-        "--max-length", "24"]
-
-
-def example(name: str):
-    if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)
-    return importlib.import_module(name)
+from tests.examples import TINY, example
 
 
 def test_masking_follows_the_80_10_10_recipe_and_spares_special_tokens():

@@ -1,20 +1,13 @@
 """train_seq2seq.py --task denoise: BART's text infilling on WordNet definitions."""
 
-import importlib
-import os
-import sys
 
 import numpy as np
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-TINY = ["--size", "tiny", "--vocab-size", "300", "--batch-size", "8", "--max-train", "256", "--max-eval", "8",
-        "--max-length", "24"]
+from tests.examples import TINY, example
 
 
 def seq2seq():
-    if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)
-    return importlib.import_module("train_seq2seq")
+    return example("train_seq2seq")
 
 
 def test_infilling_replaces_one_span_of_words_by_one_mask():
