@@ -9,7 +9,7 @@ built beside its final place and then swapped in, so a reader never sees half a 
     python examples/build_bundled_models.py                      # train and package all three
     python examples/build_bundled_models.py --reuse opt-wordnet  # package an existing run again, no training
 
-Needs matplotlib (build time only) besides the training dependencies.
+Needs matplotlib (build time only) besides the training dependencies: pip install "rosettazoo[bundle]".
 """
 
 from __future__ import annotations
