@@ -72,7 +72,7 @@ BUNDLES = [
                      "--dropout", "0", "--steps", "3000", "--eval-every", "500", "--max-eval", "300"),
            "text infilling (BART's own pretraining objective), a definition with a span of words replaced by one "
            "`<mask>` in, the whole definition out",
-           ("eval_loss", "exact_match"), generation=dict(num_beams=4, max_length=40, early_stopping=True),
+           ("eval_loss", "exact_match"), generation=dict(num_beams=4, max_length=32, early_stopping=True),
            samples=("a domesticated <mask> mammal", "a building where <mask>", "the clear liquid that <mask>",
                     "a book <mask> maps", "a young <mask>", "a written message <mask> a person")),
 ]
