@@ -40,6 +40,7 @@ from ..common.layers_flax import (
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
+    tied_logits,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -442,7 +443,7 @@ class _LanguageModelHead(_Block):
 
     def _lm_logits(self, hidden_states, token_table):
         if self.config.tie_word_embeddings:
-            return hidden_states @ token_table.T.astype(self.dtype)
+            return tied_logits(hidden_states, token_table)
         return self.lm_head(hidden_states)
 
 

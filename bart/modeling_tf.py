@@ -37,6 +37,7 @@ from ..common.layers_tf import (
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
+    tied_logits,
     token_loss,
     tuple_or_none,
 )
@@ -526,7 +527,7 @@ class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel)
         outputs = self._run_base(locals())
         hidden = outputs.last_hidden_state
         if config.tie_word_embeddings:
-            logits = tf.matmul(hidden, tf.cast(self.model.shared.embeddings, hidden.dtype), transpose_b=True)
+            logits = tied_logits(hidden, self.model.shared.embeddings)
         else:
             logits = self.lm_head(hidden)
         logits = logits + tf.cast(self.final_logits_bias, logits.dtype)
@@ -679,7 +680,7 @@ class TFBartForCausalLM(TFGenerationMixin, TFBartPreTrainedModel):
         )
         hidden = outputs.last_hidden_state
         if self.config.tie_word_embeddings:
-            logits = tf.matmul(hidden, tf.cast(self.model.decoder.token_table, hidden.dtype), transpose_b=True)
+            logits = tied_logits(hidden, self.model.decoder.token_table)
         else:
             logits = self.lm_head(hidden)
         out = CausalLMOutputWithCrossAttentions(

@@ -35,6 +35,7 @@ from ..common.layers_flax import (
     question_answering_output,
     sequence_classification_loss,
     static_cache_keep_mask,
+    tied_logits,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel, flatten_params, unflatten_params
 from ..common.outputs import (
@@ -310,7 +311,7 @@ class FlaxOPTForCausalLMModule(_Head):
         hidden_states = outputs.last_hidden_state
         if self.config.tie_word_embeddings:
             table = self.model.variables["params"]["decoder"]["embed_tokens"]["embedding"]
-            logits = hidden_states @ table.T.astype(self.dtype)
+            logits = tied_logits(hidden_states, table)
         else:
             logits = self.lm_head(hidden_states)
         return CausalLMOutputWithPast(

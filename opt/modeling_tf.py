@@ -41,6 +41,7 @@ from ..common.layers_tf import (
     span_loss,
     static_cache_keep_mask,
     static_shape,
+    tied_logits,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -332,7 +333,7 @@ class TFOPTForCausalLM(TFGenerationMixin, TFOPTPreTrainedModel):
         if self.lm_head is not None:
             return self.lm_head(hidden_states)
         table = self.get_base_model().decoder.embed_tokens.embeddings
-        return tf.matmul(hidden_states, tf.cast(table, hidden_states.dtype), transpose_b=True)
+        return tied_logits(hidden_states, table)
 
     def head_loss(self, labels, output):
         return causal_lm_loss(output.logits, labels)
