@@ -204,9 +204,11 @@ def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: in
     """Zeros [batch, heads, max_length, head_dim] per layer and index 0; ``cross_key_values`` (one (key, value)
     per layer, computed once from the encoder output) become each layer's 3rd and 4th entries.
 
-    Every key and value is a tensor of its own: writes go into them in place.
+    Every key and value is a tensor of its own: writes go into them in place. The cross entries are stored
+    contiguous: every step reads them, and the attention kernel reads strided heads about 2x slower.
     """
-    cross = cross_key_values if cross_key_values is not None else [()] * num_layers
+    cross = ([tuple(t.contiguous() for t in key_value) for key_value in cross_key_values]
+             if cross_key_values is not None else [()] * num_layers)
 
     def zeros():
         return torch.zeros((batch, num_heads, max_length, head_dim), dtype=dtype, device=device)

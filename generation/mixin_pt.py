@@ -39,8 +39,21 @@ def onednn_linear_layers(model: torch.nn.Module, enabled: bool = True):
             del layer.forward
 
 
+# With 2-16 rows, oneDNN multiplies a large weight about 1.2-1.4x faster as the left operand, [out, in] x [rows, in]
+# -> [out, rows], than the usual way (the same values, bit for bit: it is the same dot product per output); up to
+# 768 x 768 weights and from 32 rows the usual way is as fast or faster.
+WEIGHT_STATIONARY_ROWS = (2, 16)
+WEIGHT_STATIONARY_MIN_SIZE = 2304 * 768
+
+
 def _onednn_linear(linear, layer: torch.nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
-    return linear(inputs, layer.weight, layer.bias, "none", [], "")
+    rows = inputs.numel() // inputs.shape[-1]
+    low, high = WEIGHT_STATIONARY_ROWS
+    if not low <= rows <= high or layer.weight.numel() < WEIGHT_STATIONARY_MIN_SIZE:
+        return linear(inputs, layer.weight, layer.bias, "none", [], "")
+    by_output = linear(layer.weight, inputs.reshape(rows, -1), None, "none", [], "")
+    out = by_output.t() if layer.bias is None else torch.add(by_output.t(), layer.bias)
+    return out.reshape(*inputs.shape[:-1], -1)
 
 
 class GenerationMixin(GenerationDriver):
@@ -105,15 +118,18 @@ class GenerationMixin(GenerationDriver):
             return bounds, sequences, self.init_cache(plan.rows, plan.width), step, None
         encoder_ids, encoder_mask = tensor(prepared.encoder_ids), tensor(prepared.encoder_mask).long()
         every = plan.rows_per_input  # the inputs are encoded once, then repeated for their rows
+        # Without padding the attention over the source needs no mask: no step builds and adds one.
+        step_encoder_mask = None if bool(encoder_mask.all()) else encoder_mask
         if prepared.encoder_hidden_states is not None:
             encoded = tensor(prepared.encoder_hidden_states[::every]).to(self.dtype)
         else:
+            source_mask = None if step_encoder_mask is None else encoder_mask[::every]
             encoded = self.get_encoder()(input_ids=encoder_ids[::every].long(),
-                                         attention_mask=encoder_mask[::every]).last_hidden_state
+                                         attention_mask=source_mask).last_hidden_state
         encoder_hidden_states = rows_of_inputs(ops, plan, encoded)
 
         def step(tokens, cache):
-            out = call(attention_mask=encoder_mask, decoder_input_ids=tokens.long(), decoder_attention_mask=slot_mask,
+            out = call(attention_mask=step_encoder_mask, decoder_input_ids=tokens.long(), decoder_attention_mask=slot_mask,
                        encoder_outputs=(encoder_hidden_states,), past_key_values=cache)
             return out.logits[:, -1, :].float(), out.past_key_values
 
