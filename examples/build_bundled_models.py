@@ -50,6 +50,7 @@ class Bundle:
     metrics: tuple[str, ...]  # held-out figures of the last evaluation, in the card's order
     generation: dict = field(default_factory=dict)
     samples: tuple[str, ...] = ()
+    start_from: tuple[str, ...] = ()  # a script and its arguments run first, writing the --model to train on
 
 
 COMMON = ("--framework", "pt", "--size", "demo", "--vocab-size", "4000", "--batch-size", "32", "--log-every", "25")
@@ -60,13 +61,6 @@ BUNDLES = [
            "causal language model, continues `word:` with a WordNet-style definition",
            ("eval_loss", "perplexity"), generation=dict(max_new_tokens=24, do_sample=False, no_repeat_ngram_size=3),
            samples=("dog:", "cat:", "house:", "water:", "music:", "run:", "happy:")),
-    Bundle("roberta-wordnet", "roberta", "RobertaForMaskedLM", "RobertaTokenizer", "train_masked_lm.py",
-           COMMON + ("--max-length", "32", "--learning-rate", "1e-3", "--dropout", "0", "--steps", "3000",
-                     "--eval-every", "500"),
-           "masked language model, fills `<mask>` in definition-style text",
-           ("eval_loss", "perplexity", "accuracy"),
-           samples=("a domesticated <mask> mammal", "a large body of <mask> water", "a person who plays <mask>",
-                    "the act of <mask> something", "a small <mask> of bread")),
     Bundle("bart-wordnet", "bart", "BartForConditionalGeneration", "BartTokenizer", "train_seq2seq.py",
            COMMON + ("--task", "denoise", "--layers", "3", "--max-length", "32", "--learning-rate", "1e-3",
                      "--dropout", "0", "--steps", "3000", "--eval-every", "500", "--max-eval", "300"),
@@ -75,25 +69,41 @@ BUNDLES = [
            ("eval_loss", "exact_match"), generation=dict(num_beams=4, max_length=32, early_stopping=True),
            samples=("a domesticated <mask> mammal", "a building where <mask>", "the clear liquid that <mask>",
                     "a book <mask> maps", "a young <mask>", "a written message <mask> a person")),
+    Bundle("roberta-wordnet", "roberta", "RobertaForMaskedLM", "RobertaTokenizer", "train_masked_lm.py",
+           ("--framework", "pt", "--model", str(RUNS_DIR.relative_to(ROOT) / "roberta-from-bart"),
+            "--batch-size", "32", "--log-every", "25", "--max-length", "32", "--learning-rate", "1e-3",
+            "--steps", "3000", "--eval-every", "500"),
+           "masked language model, fills `<mask>` in definition-style text; its encoder starts as bart-wordnet's "
+           "(`examples/roberta_from_bart.py`: a small RoBERTa trained from scratch on masked-LM alone stays for "
+           "thousands of steps on the plateau where it predicts the unigram distribution)",
+           ("eval_loss", "perplexity", "accuracy"),
+           samples=("a domesticated <mask> mammal", "a large body of <mask> water", "a person who plays <mask>",
+                    "the act of <mask> something", "a small <mask> of bread"),
+           start_from=("roberta_from_bart.py", str(MODELS_DIR.relative_to(ROOT) / "bart-wordnet"),
+                       str(RUNS_DIR.relative_to(ROOT) / "roberta-from-bart"))),
 ]
 
 
-def command(bundle: Bundle) -> list[str]:
+def commands(bundle: Bundle) -> list[list[str]]:
+    """The starting step, if any, then the training command."""
     run_dir = RUNS_DIR.relative_to(ROOT) / bundle.name
-    return ["python", f"examples/{bundle.script}", *bundle.arguments, "--output-dir", str(run_dir)]
+    start = [["python", f"examples/{bundle.start_from[0]}", *bundle.start_from[1:]]] if bundle.start_from else []
+    return [*start, ["python", f"examples/{bundle.script}", *bundle.arguments, "--output-dir", str(run_dir)]]
 
 
 def command_text(bundle: Bundle) -> str:
-    return "OMP_NUM_THREADS=1 " + " ".join(command(bundle))
+    return "\n".join("OMP_NUM_THREADS=1 " + " ".join(command) for command in commands(bundle))
 
 
 def train(bundle: Bundle) -> None:
-    """Run the card's command from scratch; its wall time goes to RUN_DIR/timing.json."""
+    """Run the card's commands from scratch; their wall time goes to RUN_DIR/timing.json."""
     run_dir = RUNS_DIR / bundle.name
     shutil.rmtree(run_dir, ignore_errors=True)
+    if bundle.start_from:
+        shutil.rmtree(ROOT / bundle.start_from[-1], ignore_errors=True)
     start = time.time()
-    subprocess.run([sys.executable, *command(bundle)[1:]], cwd=ROOT, check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for command in commands(bundle):
+        subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     with open(run_dir / TIMING_FILE, "w", encoding="utf-8") as f:
         json.dump({"wall_seconds": time.time() - start}, f)
 
@@ -255,6 +265,7 @@ def shape_text(bundle: Bundle, config: dict) -> str:
             f"{config['num_attention_heads']} heads, FFN {config['intermediate_size']}")
 
 
+FAMILY_NAMES = {"opt": "OPT", "roberta": "RoBERTa", "bart": "BART"}
 METRIC_NAMES = {"eval_loss": "held-out loss (nats per predicted token)", "perplexity": "held-out perplexity",
                 "accuracy": "held-out masked-token accuracy", "exact_match": "held-out exact match (greedy)"}
 SAMPLE_HEADERS = {"opt": ("prompt", "greedy continuation, no repeated 3-gram"), "roberta": ("text", "top 5 fillers of <mask>"),
@@ -292,11 +303,12 @@ def model_card(bundle: Bundle, figures: dict) -> str:
               if figures["same_ids"] else "WARNING: the frameworks' ids differ for at least one sample")
     limitation = LIMITATIONS[bundle.family].format(params=f"{outputs['parameters']:,}", steps=state["step"],
                                                    positions=positions)
+    origin = "from bart-wordnet's encoder" if bundle.start_from else "from scratch"
+    settings = ("; `generation_config.json` holds the demo's decoding settings" if bundle.generation else "")
     return f"""# {bundle.name}
 
-A small {config['model_type'].upper()}, trained from scratch for `rosettazoo demo`. Task: {bundle.task}. It loads
-with `from_pretrained("rosettazoo/{bundle.name}")` (or this folder's path) in PyTorch, TensorFlow and Flax;
-`generation_config.json` holds the demo's decoding settings.
+A small {FAMILY_NAMES[bundle.family]}, trained {origin} for `rosettazoo demo`. Task: {bundle.task}. It loads
+with `from_pretrained("rosettazoo/{bundle.name}")` (or this folder's path) in PyTorch, TensorFlow and Flax{settings}.
 
 ## Model
 - Shape: {shape_text(bundle, config)}; vocabulary {config['vocab_size']} (byte-level BPE trained on the same data).

@@ -65,7 +65,7 @@ def add_parsers(commands, add_hub_arguments: Callable[[argparse.ArgumentParser],
     demo = commands.add_parser(
         "demo", help="run the bundled models in PyTorch, TensorFlow and Flax",
         description="Load the models bundled with rosettazoo in each installed framework, run them (OPT continues "
-                    "prompts, RoBERTa fills <mask>, BART maps a definition to its headword), check that the "
+                    "prompts, RoBERTa fills <mask>, BART writes out a text with missing words), check that the "
                     "frameworks produce the same token ids, and show tokens per second.")
     demo.add_argument("--frameworks", default="pt,tf,flax",
                       help="comma-separated frameworks to run (default: pt,tf,flax; those not installed are skipped)")

@@ -1,7 +1,7 @@
 """``rosettazoo demo``: the bundled models at work in PyTorch, TensorFlow and Flax, and proof that the three agree.
 
 OPT continues prompts (greedy, and sampled with one seed in every framework), RoBERTa fills <mask> (top 5 with
-probabilities), BART maps a definition to its headword. Every framework's token ids are compared with the first
+probabilities), BART rewrites a text whose <mask> stands for missing words (its pretraining task). Every framework's token ids are compared with the first
 framework's, and the table says whether they are the same; tokens per second come from a second, already compiled
 OPT greedy call. The frameworks' own log banners and warnings are kept off the terminal (only while the demo runs),
 and a progress line on stderr says what is loading.
@@ -28,10 +28,10 @@ from . import tasks
 
 OPT, ROBERTA, BART = "rosettazoo/opt-wordnet", "rosettazoo/roberta-wordnet", "rosettazoo/bart-wordnet"
 PROMPTS = ("dog:", "house:", "music:")
-MASKED_TEXTS = ("a domesticated <mask> mammal", "a large body of <mask> water")
-DEFINITIONS = ("a domesticated carnivorous mammal that barks", "a building where people live", "a young cat")
+MASKED_TEXTS = ("the act of <mask> something", "a small <mask> of bread")
+INFILL_TEXTS = ("a domesticated <mask> mammal", "a building where <mask>", "a young <mask>")
 NEW_TOKENS = 24  # with the prompts' bucket, one compiled program per setting in TF and Flax
-HEADWORD_TOKENS = 8
+INFILL_TOKENS = 24
 SEED = 0
 SAMPLING = {"do_sample": True, "top_k": 50, "temperature": 0.8}
 GREEDY = {"do_sample": False, "num_beams": 1}
@@ -152,7 +152,7 @@ class FrameworkRun:
     greedy: tasks.Generated | None = None
     sampled: tasks.Generated | None = None
     masks: list[list[list[tasks.Prediction]]] = field(default_factory=list)
-    headwords: tasks.Generated | None = None
+    infilled: tasks.Generated | None = None
 
 
 def _timed(function):
@@ -182,7 +182,7 @@ def first_calls(run: FrameworkRun, models: dict[str, tasks.Loaded], progress: Pr
     say("RoBERTa")
     run.masks = tasks.fill_mask(models[ROBERTA], list(MASKED_TEXTS), TOP_K)
     say("BART")
-    run.headwords = tasks.generate(models[BART], list(DEFINITIONS), max_new_tokens=HEADWORD_TOKENS, **GREEDY)
+    run.infilled = tasks.generate(models[BART], list(INFILL_TEXTS), max_new_tokens=INFILL_TOKENS, **GREEDY)
     run.first_call_seconds = time.perf_counter() - start
     progress.update(run.framework, "done")
 
@@ -287,9 +287,9 @@ def report(runs: list[FrameworkRun], models: dict[str, dict[str, tasks.Loaded]],
     lines.append(_agreement(runs, lambda run: np.array([p.token for masks in run.masks for cand in masks for p in cand]),
                             f" (probabilities within {spread:.0e})" if len(runs) > 1 else ""))
     bart = {run.framework: models[run.framework][BART] for run in runs}
-    lines += ["", f"BART ({BART}) maps a definition to its headword:"]
-    lines += _generation_section("greedy:", runs, bart, "headwords", DEFINITIONS)
-    lines.append(_agreement(runs, lambda run: run.headwords.sequences))
+    lines += ["", f"BART ({BART}) writes out a text whose <mask> stands for missing words:"]
+    lines += _generation_section("greedy:", runs, bart, "infilled", INFILL_TEXTS)
+    lines.append(_agreement(runs, lambda run: run.infilled.sequences))
     lines += ["", *_timing_table(runs)]
     return "\n".join(lines)
 

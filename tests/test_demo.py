@@ -46,14 +46,14 @@ def test_demo_in_pytorch_and_flax_agrees_and_keeps_the_terminal_clean(models_roo
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for header in ("OPT (rosettazoo/opt-wordnet) continues a prompt", "RoBERTa (rosettazoo/roberta-wordnet) fills <mask>",
-                   "BART (rosettazoo/bart-wordnet) maps a definition to its headword", "tokens/s (OPT greedy"):
+                   "BART (rosettazoo/bart-wordnet) writes out a text whose <mask> stands for missing words", "tokens/s (OPT greedy"):
         assert header in out
     assert out.count("same token ids in PyTorch and Flax: yes") == 3, out
     assert "DIFFER" not in out
     for prompt in demo.PROMPTS:  # OPT's texts start with their prompt
         assert f"\n    {prompt}" in out
-    for definition in demo.DEFINITIONS:
-        assert f"\n    {definition} -> " in out
+    for text in demo.INFILL_TEXTS:
+        assert f"\n    {text} -> " in out
     # stderr holds the progress lines and nothing else: no banners, warnings or log lines of the frameworks.
     assert [line for line in done.stderr.splitlines() if not line.startswith("demo: ")] == []
     assert "demo: importing Flax ..." in done.stderr
