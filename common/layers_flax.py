@@ -18,6 +18,7 @@ from jax.experimental import checkify
 
 from .activations import ACTIVATIONS
 from .cache import StaticCache
+from .kernels import table_on_left
 from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
 from .validation import (
     cache_overflow_error,
@@ -155,18 +156,12 @@ class Pooler(_ConfigBlock):
         return jnp.tanh(self.dense(hidden_states[:, 0]))
 
 
-# A decoding step has few rows. XLA's CPU dot multiplies them by a [vocab, hidden] table about twice as fast with
-# the table as the left operand (its output [vocab, rows]) as with the rows on the left; the barrier stops XLA from
-# folding the transpose back into the dot, which would bring the slow kernel back. Past about 32 rows the usual form
-# wins (benchmarks/generate.py measures the effect on whole generations).
-WEIGHT_STATIONARY_ROWS = 32
-
-
 def tied_logits(hidden_states: Array, table: Array) -> Array:
-    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden]."""
+    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden], with
+    few rows in the faster layout ``kernels.table_on_left`` picks."""
     table = table.astype(hidden_states.dtype)
     rows = math.prod(hidden_states.shape[:-1])
-    if rows > WEIGHT_STATIONARY_ROWS:
+    if not table_on_left(rows):
         return hidden_states @ table.T
     by_vocab = jax.lax.optimization_barrier(table @ hidden_states.reshape(rows, -1).T)
     return by_vocab.T.reshape(*hidden_states.shape[:-1], table.shape[0])

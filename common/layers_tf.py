@@ -17,6 +17,7 @@ from tensorflow.compiler.tf2xla.python import xla
 
 from .activations import ACTIVATIONS
 from .cache import StaticCache
+from .kernels import table_on_left
 from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
 from .training_tf import global_mean
 from .validation import (
@@ -144,23 +145,18 @@ class Pooler(Block):
         return tf.tanh(self.dense(hidden_states[:, 0]))
 
 
-# A decoding step has few rows. XLA's CPU dot multiplies them by a [vocab, hidden] table about twice as fast with
-# the table as the left operand (its output [vocab, rows]) as with the rows on the left; the barrier stops XLA from
-# folding the transpose back into the dot, which would bring the slow kernel back. Past about 32 rows the usual form
-# wins (benchmarks/generate.py measures the effect on whole generations).
-WEIGHT_STATIONARY_ROWS = 32
-
-
 @tf.custom_gradient
 def _optimization_barrier(x):
+    """XLA's optimization barrier, with the identity's gradient (the op has none of its own)."""
     return xla.optimization_barrier(x)[0], lambda upstream: upstream
 
 
 def tied_logits(hidden_states, table):
-    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden]."""
+    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden], with
+    few rows in the faster layout ``kernels.table_on_left`` picks (static shapes only)."""
     table = tf.cast(table, hidden_states.dtype)
     leading = hidden_states.shape[:-1]
-    if not leading.is_fully_defined() or leading.num_elements() > WEIGHT_STATIONARY_ROWS:
+    if not leading.is_fully_defined() or not table_on_left(leading.num_elements()):
         return tf.matmul(hidden_states, table, transpose_b=True)
     rows = tf.reshape(hidden_states, (leading.num_elements(), -1))
     by_vocab = _optimization_barrier(tf.matmul(table, rows, transpose_b=True))

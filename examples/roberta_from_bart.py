@@ -56,7 +56,7 @@ def roberta_config(bart) -> RobertaConfig:
 
 def encoder_weights(bart) -> dict[str, torch.Tensor]:
     """BART's encoder under RoBERTa's parameter names."""
-    source = {name: tensor for name, tensor in bart.state_dict().items()}
+    source = bart.state_dict()
     weights = {}
     for ours, theirs in EMBEDDING_NAMES.items():
         for kind in ("weight", "bias"):
@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the RoBERTa does not compute BART's encoding (largest difference {difference:.2e})")
     roberta.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
-    loaded = {tensor.data_ptr() for tensor in roberta.state_dict().values()} & {
-        p.data_ptr() for name, p in roberta.state_dict().items() if name not in missing}
-    new = sorted(name for name in missing if roberta.state_dict()[name].data_ptr() not in loaded
+    state = roberta.state_dict()
+    loaded = {state[name].data_ptr() for name in state if name not in missing}
+    new = sorted(name for name in missing if state[name].data_ptr() not in loaded
                  and not name.startswith("roberta.embeddings.token_type"))  # tied copies and the zero table aside
     print(f"{args.output_dir}: BART's encoder as a RoBERTa (largest difference {difference:.1e}); new: {', '.join(new)}")
 
