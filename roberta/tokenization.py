@@ -27,8 +27,9 @@ class RobertaTokenizer(ByteLevelBPETokenizer):
 
     def _post_processor(self) -> processors.PostProcessor:
         # The processor transformers' roberta tokenizer.json holds, so saved files match the published ones.
+        # sep and cls go by position: tokenizers 0.23 renamed the keyword `cls` to `cls_token`.
         return processors.RobertaProcessing(
-            sep=(self.sep_token, self.sep_token_id), cls=(self.cls_token, self.cls_token_id),
+            (self.sep_token, self.sep_token_id), (self.cls_token, self.cls_token_id),
             trim_offsets=self.trim_offsets, add_prefix_space=self.add_prefix_space,
         )
 
