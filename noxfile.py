@@ -42,5 +42,5 @@ def parity(session):
 @nox.session
 def lint(session):
     session.install("ruff")
-    session.run("ruff", "check", "common", "conversion", "generation", "roberta", "bart", "opt", "ibert", "tests",
-                "benchmarks", "examples")
+    session.run("ruff", "check", "common", "conversion", "generation", "roberta", "bart", "opt", "ibert", "rosettazoo",
+                "tests", "benchmarks", "examples")

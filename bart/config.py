@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..common.activations import ACTIVATIONS
 from ..common.config import ConfigError, Field, PretrainedConfig
 
@@ -13,6 +15,8 @@ class BartConfig(PretrainedConfig):
     """
 
     model_type = "bart"
+    position_offset: ClassVar[int] = 2  # position p is row p + 2 of the table (fairseq kept the first two rows)
+    layer_norm_eps: ClassVar[float] = 1e-5  # PyTorch's nn.LayerNorm default, which BART uses (not in config.json)
     positions_count_slots = True
     default_num_labels = 3
     fields = {
@@ -78,3 +82,8 @@ class BartConfig(PretrainedConfig):
     def max_sequence_length(self) -> int:
         """The longest sequence the (learned) position table allows."""
         return self.max_position_embeddings
+
+    @property
+    def initializer_range(self) -> float:
+        """transformers' name for the std of the init's normal draws, which BART calls init_std."""
+        return self.init_std

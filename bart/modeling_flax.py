@@ -23,24 +23,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..common.backend_flax import Embed, checkpointed, concrete, dense, layer_norm, tied_logits
 from ..common.cache import StaticCache
 from ..common.layers_flax import (
-    Embed,
     ProjectedAttention,
     activation,
     additive_mask,
-    attention_bias,
-    checkpointed,
-    concrete,
-    cross_entropy,
-    dense,
-    layer_head_masks,
-    layer_norm,
+    causal_keep_mask,
+    head_mask_per_layer,
+    input_shape,
+    layer_dropped,
     new_static_cache,
+    padding_keep_mask,
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
-    tied_logits,
+    token_loss,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
@@ -52,24 +50,23 @@ from ..common.outputs import (
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
+    seq2seq_fields,
 )
 from ..common.validation import (
+    check_cache_keys,
     check_cache_layers,
     check_encoder_hidden_states,
+    check_mask_shape,
     check_not_empty,
     check_rank,
     check_sequence_length,
     check_static_cache_length,
-    input_shape,
 )
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
 Array = Any
-# Learned positions start at row 2 (fairseq reserved the first two rows).
-POSITION_OFFSET = 2
-LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which BART uses
 
 
 def shift_tokens_right(input_ids: Array, pad_token_id: int | None, decoder_start_token_id: int | None,
@@ -100,10 +97,6 @@ def _clamp_float16(hidden_states: Array) -> Array:
     return jnp.where(overflow, jnp.clip(hidden_states, -limit, limit), hidden_states)
 
 
-def _tuple_if(flag: bool, values: list) -> tuple | None:
-    return tuple(values) if flag else None
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Blocks
 
@@ -120,40 +113,28 @@ class _Block(nn.Module):
         return dense(features, self.config.init_std, self.dtype, self.param_dtype, use_bias=use_bias)
 
     def _layer_norm(self):
-        return layer_norm(LAYER_NORM_EPS, self.dtype, self.param_dtype)
+        return layer_norm(self.config.layer_norm_eps, self.dtype, self.param_dtype)
 
     def _embed(self, count: int, padding_idx: int | None = None):
         return Embed(count, self.config.d_model, self.config.init_std, self.dtype, self.param_dtype,
                      padding_idx=padding_idx)
-
-    def _token_embed(self):
-        """The token table; as PyTorch's ``padding_idx``, lookups of the pad token pass no gradient to its row."""
-        return self._embed(self.config.vocab_size, self.config.pad_token_id)
 
     def _attention(self, heads: int):
         c = self.config
         return ProjectedAttention(c.d_model, heads, c.init_std, c.attention_dropout, dtype=self.dtype,
                                   param_dtype=self.param_dtype)
 
-    def _layer_drop(self, rate: float, deterministic: bool, before: Array, after: Array) -> Array:
-        """LayerDrop: while training, a layer's output is replaced by its input with probability ``rate``."""
-        if deterministic or rate == 0.0:
-            return after
-        return jnp.where(jax.random.uniform(self.make_rng("dropout")) < rate, before, after)
-
 
 class _FlaxBartLayer(_Block):
-    """What encoder and decoder layers share: self-attention, the feed-forward block, post-norm residuals."""
+    """What encoder and decoder layers share: post-norm residual blocks and the feed-forward block."""
 
-    def _add_blocks(self, heads: int, ffn_dim: int) -> None:
+    def _add_feed_forward(self, ffn_dim: int) -> None:
         c = self.config
-        self.self_attn = self._attention(heads)
-        self.self_attn_layer_norm = self._layer_norm()
+        self.dropout = nn.Dropout(c.dropout)
+        self.activation_dropout = nn.Dropout(c.activation_dropout)
         self.fc1 = self._dense(ffn_dim)
         self.fc2 = self._dense(c.d_model)
         self.final_layer_norm = self._layer_norm()
-        self.dropout = nn.Dropout(c.dropout)
-        self.activation_dropout = nn.Dropout(c.activation_dropout)
 
     def _add_and_norm(self, hidden_states, residual, norm, deterministic: bool):
         return norm(residual + self.dropout(hidden_states, deterministic=deterministic))
@@ -166,11 +147,13 @@ class _FlaxBartLayer(_Block):
 
 class FlaxBartEncoderLayer(_FlaxBartLayer):
     def setup(self):
-        self._add_blocks(self.config.encoder_attention_heads, self.config.encoder_ffn_dim)
+        self.self_attn = self._attention(self.config.encoder_attention_heads)
+        self.self_attn_layer_norm = self._layer_norm()
+        self._add_feed_forward(self.config.encoder_ffn_dim)
 
-    def __call__(self, hidden_states, bias, head_mask, deterministic: bool, output_attentions: bool):
+    def __call__(self, hidden_states, attention_mask, head_mask, deterministic: bool, output_attentions: bool):
         """Returns (output, self-attention probabilities or None)."""
-        attended, probs, _ = self.self_attn(hidden_states, bias, head_mask, deterministic=deterministic,
+        attended, probs, _ = self.self_attn(hidden_states, attention_mask, head_mask, deterministic=deterministic,
                                             output_attentions=output_attentions)
         hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, deterministic)
         return _clamp_float16(self._feed_forward(hidden_states, deterministic)), probs
@@ -179,26 +162,28 @@ class FlaxBartEncoderLayer(_FlaxBartLayer):
 class FlaxBartDecoderLayer(_FlaxBartLayer):
     def setup(self):
         heads = self.config.decoder_attention_heads
-        self._add_blocks(heads, self.config.decoder_ffn_dim)
+        self.self_attn = self._attention(heads)
+        self.self_attn_layer_norm = self._layer_norm()
         self.encoder_attn = self._attention(heads)
         self.encoder_attn_layer_norm = self._layer_norm()
+        self._add_feed_forward(self.config.decoder_ffn_dim)
 
-    def __call__(self, hidden_states, bias, encoder_hidden_states, encoder_bias, head_mask, cross_head_mask,
-                 past: tuple | None, cache_index, deterministic: bool, output_attentions: bool):
+    def __call__(self, hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask, head_mask,
+                 cross_attn_head_mask, past_key_value, cache_index, deterministic: bool, output_attentions: bool):
         """Returns (output, self-attention probs, cross-attention probs or None, this layer's cache entry).
 
-        ``past``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
         """
-        self_past = tuple(past[:2]) if past is not None else None
-        attended, self_probs, cache = self.self_attn(hidden_states, bias, head_mask, None, self_past, cache_index,
-                                                     deterministic, output_attentions)
+        self_past = tuple(past_key_value[:2]) if past_key_value is not None else None
+        attended, self_probs, cache = self.self_attn(hidden_states, attention_mask, head_mask, None, self_past,
+                                                     cache_index, deterministic, output_attentions)
         hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, deterministic)
         cross_probs = None
         if encoder_hidden_states is not None:
-            cross_past = tuple(past[2:]) if past is not None and len(past) == 4 else None
+            cross_past = tuple(past_key_value[2:]) if past_key_value is not None and len(past_key_value) == 4 else None
             attended, cross_probs, cross_cache = self.encoder_attn(
-                hidden_states, encoder_bias, cross_head_mask, encoder_hidden_states, cross_past, None, deterministic,
-                output_attentions)
+                hidden_states, encoder_attention_mask, cross_attn_head_mask, encoder_hidden_states, cross_past, None,
+                deterministic, output_attentions)
             hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm, deterministic)
             # A StaticCache keeps its structure from step to step: cross entries only where it had them.
             if cache_index is None or cross_past is not None:
@@ -206,7 +191,7 @@ class FlaxBartDecoderLayer(_FlaxBartLayer):
         return self._feed_forward(hidden_states, deterministic), self_probs, cross_probs, cache
 
 
-class FlaxBartLayers(_Block):
+class FlaxBartLayerCollection(_Block):
     """A stack's ``layers`` list: children named "0", "1", ..., as PyTorch's ModuleList."""
 
     decoder: bool = False
@@ -236,30 +221,32 @@ class _FlaxBartStack(_Block):
 
     shared: Embed | None = None
 
-    def _add_blocks(self, decoder: bool) -> None:
+    def setup(self):
         c = self.config
-        self.embed_tokens = self.shared if self.shared is not None else self._token_embed()
-        self.embed_positions = self._embed(c.max_position_embeddings + POSITION_OFFSET)
-        self.layers = FlaxBartLayers(c, self.dtype, self.param_dtype, decoder=decoder,
-                                     gradient_checkpointing=self.gradient_checkpointing)
+        # An own table (as PyTorch's padding_idx, lookups of the pad token pass no gradient to its row).
+        self.embed_tokens = self.shared if self.shared is not None else self._embed(c.vocab_size, c.pad_token_id)
+        self.embed_positions = self._embed(c.max_position_embeddings + c.position_offset)
         self.layernorm_embedding = self._layer_norm()
         self.dropout = nn.Dropout(c.dropout)
 
     def _embed_inputs(self, input_ids, inputs_embeds, seq: int, past_length, ids_name: str, deterministic: bool):
-        """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized."""
+        """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized (the caller
+        checked the length)."""
         c = self.config
         if inputs_embeds is None:
             self.embed_tokens.check(input_ids, ids_name)
             scale = math.sqrt(c.d_model) if c.scale_embedding else 1.0
             inputs_embeds = self.embed_tokens(input_ids) * scale
-        positions = self.embed_positions(jnp.arange(seq) + past_length + POSITION_OFFSET)
+        positions = self.embed_positions(jnp.arange(seq) + past_length + c.position_offset)
         hidden_states = self.layernorm_embedding(jnp.asarray(inputs_embeds, self.dtype) + positions)
         return self.dropout(hidden_states, deterministic=deterministic)
 
 
 class FlaxBartEncoder(_FlaxBartStack):
     def setup(self):
-        self._add_blocks(decoder=False)
+        super().setup()
+        self.layers = FlaxBartLayerCollection(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing,
+                                              decoder=False)
 
     def __call__(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None,
                  output_attentions: bool = False, output_hidden_states: bool = False, deterministic: bool = True):
@@ -267,29 +254,39 @@ class FlaxBartEncoder(_FlaxBartStack):
         batch, seq = input_shape(input_ids, inputs_embeds)
         check_sequence_length(seq, c.max_position_embeddings)
         hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, 0, "input_ids", deterministic)
-        bias = None
+        mask = None
         if attention_mask is not None:
-            bias = attention_bias(attention_mask, batch, seq, seq, causal=False, dtype=hidden_states.dtype)
-        head_masks = layer_head_masks(head_mask, c.encoder_layers, c.encoder_attention_heads)
+            keep = padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask")
+            mask = additive_mask(keep, hidden_states.dtype)
+        head_masks = head_mask_per_layer(head_mask, c.encoder_layers, c.encoder_attention_heads)
         all_hidden, all_attentions = [], []
         for i in range(c.encoder_layers):
             all_hidden.append(hidden_states)
-            output, probs = self.layers(i, hidden_states, bias, head_masks[i], deterministic, output_attentions)
-            hidden_states = self._layer_drop(c.encoder_layerdrop, deterministic, hidden_states, output)
+            output, probs = self.layers(i, hidden_states, mask, head_masks[i], deterministic, output_attentions)
+            dropped = layer_dropped(c.encoder_layerdrop, None if deterministic else self.make_rng("dropout"))
+            hidden_states = jnp.where(dropped, hidden_states, output)
             all_attentions.append(probs)
         all_hidden.append(hidden_states)
-        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=_tuple_if(output_hidden_states, all_hidden),
-                               attentions=_tuple_if(output_attentions, all_attentions))
+        return BaseModelOutput(last_hidden_state=hidden_states,
+                               hidden_states=tuple(all_hidden) if output_hidden_states else None,
+                               attentions=tuple(all_attentions) if output_attentions else None)
 
 
 class FlaxBartDecoder(_FlaxBartStack):
-    """The causal stack with cross-attention. ``input_prefix`` "decoder_": its inputs are the seq2seq model's
-    ``decoder_input_ids``, ``decoder_attention_mask``, ... (named so in errors); "": BartForCausalLM's own."""
+    """Causal layers with cross-attention over the encoder output, and a dynamic or static cache.
 
-    input_prefix: str = "decoder_"
+    A StaticCache given as ``past_key_values`` always comes back in the output, advanced by the new tokens
+    (``use_cache`` is implied): a compiled generation step returns what the next one takes.
+
+    The decoder of the seq2seq models (shared table) calls its inputs ``decoder_input_ids``,
+    ``decoder_attention_mask``, ... in errors; BartForCausalLM's (own table) ``input_ids``, ``attention_mask``.
+    """
 
     def setup(self):
-        self._add_blocks(decoder=True)
+        super().setup()
+        self.input_prefix = "" if self.shared is None else "decoder_"
+        self.layers = FlaxBartLayerCollection(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing,
+                                              decoder=True)
 
     def __call__(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                  head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None,
@@ -298,7 +295,7 @@ class FlaxBartDecoder(_FlaxBartStack):
         c, prefix = self.config, self.input_prefix
         batch, seq = input_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
         static = isinstance(past_key_values, StaticCache)
-        past_layers = self._past_layers(past_key_values)
+        past_layers = self._past_layers(past_key_values, batch)
         if static:
             # init_cache checked max_length against the positions; each write checks the room left.
             past_length, use_cache = past_key_values.index, True
@@ -308,27 +305,23 @@ class FlaxBartDecoder(_FlaxBartStack):
         hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, past_length, f"{prefix}input_ids",
                                            deterministic)
         dtype = hidden_states.dtype
-        bias = self._self_attention_bias(attention_mask, past_key_values, batch, seq, past_length, dtype)
-        encoder_bias = None
+        mask = self._self_attention_mask(attention_mask, past_key_values, batch, seq, past_length, dtype)
+        encoder_mask = self._cross_attention_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
         if encoder_hidden_states is not None:
-            _check_same_batch(batch, encoder_hidden_states)
             encoder_hidden_states = jnp.asarray(encoder_hidden_states, dtype)
-            if encoder_attention_mask is not None:
-                encoder_bias = attention_bias(
-                    encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1], causal=False, dtype=dtype,
-                    name="attention_mask" if prefix else "encoder_attention_mask")
-        layers, heads = c.decoder_layers, c.decoder_attention_heads
-        head_masks = layer_head_masks(head_mask, layers, heads, f"{prefix}head_mask")
-        cross_head_masks = layer_head_masks(cross_attn_head_mask, layers, heads, "cross_attn_head_mask")
+        layers_count, heads = c.decoder_layers, c.decoder_attention_heads
+        head_masks = head_mask_per_layer(head_mask, layers_count, heads, f"{prefix}head_mask")
+        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, layers_count, heads, "cross_attn_head_mask")
 
         all_hidden, all_self, all_cross, cache = [], [], [], []
-        for i in range(layers):
+        for i in range(layers_count):
             all_hidden.append(hidden_states)
             output, self_probs, cross_probs, layer_cache = self.layers(
-                i, hidden_states, bias, encoder_hidden_states, encoder_bias, head_masks[i], cross_head_masks[i],
+                i, hidden_states, mask, encoder_hidden_states, encoder_mask, head_masks[i], cross_head_masks[i],
                 past_layers[i] if past_layers is not None else None, past_length if static else None, deterministic,
                 output_attentions)
-            hidden_states = self._layer_drop(c.decoder_layerdrop, deterministic, hidden_states, output)
+            dropped = layer_dropped(c.decoder_layerdrop, None if deterministic else self.make_rng("dropout"))
+            hidden_states = jnp.where(dropped, hidden_states, output)
             all_self.append(self_probs)
             all_cross.append(cross_probs)
             cache.append(layer_cache)
@@ -337,11 +330,12 @@ class FlaxBartDecoder(_FlaxBartStack):
             cache = StaticCache(tuple(cache), past_length + seq) if static else tuple(cache)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states, past_key_values=cache if use_cache else None,
-            hidden_states=_tuple_if(output_hidden_states, all_hidden), attentions=_tuple_if(output_attentions, all_self),
-            cross_attentions=_tuple_if(output_attentions and encoder_hidden_states is not None, all_cross),
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions and encoder_hidden_states is not None else None,
         )
 
-    def _past_layers(self, past_key_values) -> tuple | None:
+    def _past_layers(self, past_key_values, batch: int) -> tuple | None:
         """The per-layer entries of a dynamic cache or a StaticCache, checked for structure."""
         if past_key_values is None:
             return None
@@ -350,20 +344,35 @@ class FlaxBartDecoder(_FlaxBartStack):
         if any(len(entry) not in (2, 4) for entry in layers):
             raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
                              "layer, each [batch, heads, seq, head_dim]")
+        check_cache_keys(np.shape(layers[0][0]), batch)
         return tuple(layers)
 
-    def _self_attention_bias(self, attention_mask, past_key_values, batch, seq, past_length, dtype):
+    def _self_attention_mask(self, attention_mask, past_key_values, batch, seq, past_length, dtype):
         """The additive causal mask [batch, 1, seq, keys]: keys are the cached ones and the new ones, or, with a
         StaticCache, all its slots (``attention_mask`` must then cover them all)."""
         if isinstance(past_key_values, StaticCache):
             keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch)
             return additive_mask(keep, dtype)
         name = f"{self.input_prefix}attention_mask"
-        if attention_mask is not None:
-            check_rank(name, np.shape(attention_mask), 2, "batch, past + sequence length")
-        return attention_bias(attention_mask, batch, seq, past_length + seq, causal=True, dtype=dtype, name=name)
+        if attention_mask is None:
+            attention_mask = jnp.ones((batch, past_length + seq), jnp.int32)
+        check_rank(name, np.shape(attention_mask), 2, "batch, past + sequence length")
+        check_mask_shape(name, np.shape(attention_mask), batch, seq, past_length + seq)
+        return additive_mask(causal_keep_mask(attention_mask, seq), dtype)
+
+    def _cross_attention_mask(self, encoder_attention_mask, encoder_hidden_states, batch, seq, dtype):
+        """The additive padding mask [batch, 1, seq, encoder keys] of the cross-attention (None: no padding)."""
+        if encoder_hidden_states is None:
+            return None
+        _check_same_batch(batch, encoder_hidden_states)
+        if encoder_attention_mask is None:
+            return None
+        name = "attention_mask" if self.input_prefix else "encoder_attention_mask"
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, np.shape(encoder_hidden_states)[1], name)
+        return additive_mask(keep, dtype)
 
     def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
+        """See ``BartPreTrainedModel.init_cache``."""
         c = self.config
         check_static_cache_length(max_length, c.max_position_embeddings)
         cross = None
@@ -384,10 +393,10 @@ class FlaxBartModule(_Block):
     """``shared`` embeddings, ``encoder`` and ``decoder``: returns the decoder's last hidden state (and the
     encoder's)."""
 
-    extra_inputs = ("past_key_values",)  # class constant: optional inputs beyond the common ones
+    label_names = ()  # class constant: the labels its loss takes (checked in common/modeling_flax.py)
 
     def setup(self):
-        self.shared = self._token_embed()
+        self.shared = self._embed(self.config.vocab_size, self.config.pad_token_id)
         blocks = (self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.encoder = FlaxBartEncoder(*blocks, shared=self.shared)
         self.decoder = FlaxBartDecoder(*blocks, shared=self.shared)
@@ -405,14 +414,20 @@ class FlaxBartModule(_Block):
         output_attentions = c.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                                           output_hidden_states, deterministic)
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                deterministic=deterministic,
+            )
         else:
             encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
-            decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
-            decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
-            c.use_cache if use_cache is None else use_cache, output_attentions, output_hidden_states, deterministic,
+            input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state, encoder_attention_mask=attention_mask,
+            head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds, use_cache=c.use_cache if use_cache is None else use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            deterministic=deterministic,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoded.last_hidden_state,
@@ -426,36 +441,24 @@ class FlaxBartModule(_Block):
         )
 
 
-_SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
-                   "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
+class _Head(_Block):
+    """A head on the base model, held under ``model`` (the checkpoint prefix)."""
+
+    label_names = ("labels",)
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.model
 
 
-def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
-    return {name: getattr(outputs, name) for name in _SEQ2SEQ_FIELDS}
-
-
-class _LanguageModelHead(_Block):
-    """Vocabulary logits: the token table transposed when tied, else an ``lm_head`` Dense without bias."""
-
-    def _add_lm_head(self) -> None:
-        if not self.config.tie_word_embeddings:
-            self.lm_head = self._dense(self.config.vocab_size, use_bias=False)
-
-    def _lm_logits(self, hidden_states, token_table):
-        if self.config.tie_word_embeddings:
-            return tied_logits(hidden_states, token_table)
-        return self.lm_head(hidden_states)
-
-
-class FlaxBartForConditionalGenerationModule(_LanguageModelHead):
-    extra_inputs = ("labels", "past_key_values")
-
+class FlaxBartForConditionalGenerationModule(_Head):
     def setup(self):
         c = self.config
         self.model = FlaxBartModule(c, self.dtype, self.param_dtype, self.gradient_checkpointing)
+        if not c.tie_word_embeddings:
+            self.lm_head = self._dense(c.vocab_size, use_bias=False)
         self.final_logits_bias = self.param("final_logits_bias", jax.nn.initializers.zeros, (1, c.vocab_size),
                                             self.param_dtype)
-        self._add_lm_head()
 
     def __call__(self, labels=None, **inputs):
         c = self.config
@@ -464,11 +467,15 @@ class FlaxBartForConditionalGenerationModule(_LanguageModelHead):
             if inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
                 inputs["decoder_input_ids"] = shift_tokens_right(labels, c.pad_token_id, c.decoder_start_token_id,
                                                                  "labels")
-        outputs = self.model(**inputs)
-        logits = self._lm_logits(outputs.last_hidden_state, self.model.shared.embedding)
+        outputs = self.base_model(**inputs)
+        hidden = outputs.last_hidden_state
+        if c.tie_word_embeddings:
+            logits = tied_logits(hidden, self.base_model.shared.embedding)
+        else:
+            logits = self.lm_head(hidden)
         logits = logits + self.final_logits_bias.astype(self.dtype)
-        return Seq2SeqLMOutput(loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
-                               **_seq2seq_fields(outputs))
+        return Seq2SeqLMOutput(loss=None if labels is None else token_loss(logits, labels), logits=logits,
+                               **seq2seq_fields(outputs))
 
 
 class FlaxBartClassificationHead(_Block):
@@ -504,10 +511,10 @@ def _last_eos_states(input_ids, hidden_states, eos_token_id: int) -> Array:
     return jnp.take_along_axis(hidden_states, last[:, None, None], axis=1)[:, 0]
 
 
-class FlaxBartForSequenceClassificationModule(_Block):
+class FlaxBartForSequenceClassificationModule(_Head):
     """Classifies from the decoder's hidden state at the last <eos> token of each row (the encoder's input)."""
 
-    extra_inputs = ("labels",)
+    takes_cache = False  # a head that does not decode
 
     def setup(self):
         self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
@@ -521,17 +528,18 @@ class FlaxBartForSequenceClassificationModule(_Block):
             raise NotImplementedError(
                 "FlaxBartForSequenceClassification pools at the <eos> tokens of input_ids: pass input_ids, not "
                 "inputs_embeds")
-        outputs = self.model(**inputs)
+        outputs = self.base_model(**inputs)
         pooled = _last_eos_states(input_ids, outputs.last_hidden_state, self.config.eos_token_id)
         logits = self.classification_head(pooled, inputs.get("deterministic", True))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+        return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **seq2seq_fields(outputs))
 
 
-class FlaxBartForQuestionAnsweringModule(_Block):
+class FlaxBartForQuestionAnsweringModule(_Head):
     """Extractive QA: start and end logits per decoder position."""
 
-    extra_inputs = ("start_positions", "end_positions")
+    label_names = ("start_positions", "end_positions")
+    takes_cache = False  # a head that does not decode
 
     def setup(self):
         self.model = FlaxBartModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
@@ -541,26 +549,22 @@ class FlaxBartForQuestionAnsweringModule(_Block):
         has_positions = start_positions is not None and end_positions is not None
         if has_positions:
             inputs["use_cache"] = False
-        outputs = self.model(**inputs)
+        outputs = self.base_model(**inputs)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = span_loss(start_logits, end_logits, start_positions, end_positions) if has_positions else None
         return Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                                   **_seq2seq_fields(outputs))
+                                                   **seq2seq_fields(outputs))
 
 
 class FlaxBartDecoderWrapper(_Block):
     """Holds the decoder as ``model.decoder``, so a BartForCausalLM's weights keep the encoder-decoder's names."""
 
     def setup(self):
-        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing,
-                                       input_prefix="")
-
-    def __call__(self, **inputs):
-        return self.decoder(**inputs)
+        self.decoder = FlaxBartDecoder(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
 
 
-class FlaxBartForCausalLMModule(_LanguageModelHead):
+class FlaxBartForCausalLMModule(_Head):
     """The decoder alone as a language model (cross-attention when ``encoder_hidden_states`` are given).
 
     As in transformers, the loss compares logits and labels at the same position: pass labels already shifted.
@@ -568,13 +572,14 @@ class FlaxBartForCausalLMModule(_LanguageModelHead):
 
     def setup(self):
         self.model = FlaxBartDecoderWrapper(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
-        self._add_lm_head()
+        if not self.config.tie_word_embeddings:
+            self.lm_head = self._dense(self.config.vocab_size, use_bias=False)
 
     def __call__(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                  head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, labels=None,
                  use_cache=None, output_attentions=None, output_hidden_states=None, deterministic: bool = True):
         c = self.config
-        outputs = self.model(
+        outputs = self.base_model.decoder(
             input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, head_mask=head_mask,
             cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
@@ -583,20 +588,21 @@ class FlaxBartForCausalLMModule(_LanguageModelHead):
             output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
             deterministic=deterministic,
         )
-        logits = self._lm_logits(outputs.last_hidden_state, self.model.decoder.embed_tokens.embedding)
+        hidden = outputs.last_hidden_state
+        if c.tie_word_embeddings:
+            logits = tied_logits(hidden, self.base_model.decoder.embed_tokens.embedding)
+        else:
+            logits = self.lm_head(hidden)
         return CausalLMOutputWithCrossAttentions(
-            loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
+            loss=None if labels is None else token_loss(logits, labels), logits=logits,
             past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
         )
 
 
-def _decoder_of(module: nn.Module) -> FlaxBartDecoder:
-    return (module if isinstance(module, FlaxBartModule) else module.model).decoder
-
-
-def _encoder_of(module: nn.Module) -> FlaxBartEncoder:
-    return (module if isinstance(module, FlaxBartModule) else module.model).encoder
+def _base_of(module: nn.Module) -> nn.Module:
+    """The module holding ``encoder`` / ``decoder``: the base model itself, or a head's (``model``)."""
+    return module if isinstance(module, FlaxBartModule) else module.base_model
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -625,19 +631,8 @@ class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
     def weights_spec(self):
         return weights_spec(self.config)
 
-    def initializer_std(self) -> float:
-        return self.config.init_std
-
     def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
         return {"input_ids": jnp.zeros(input_shape, jnp.int32)}
-
-    def _optional_inputs(self, **inputs) -> dict[str, Any]:
-        """The optional inputs given, refusing those this model does not take."""
-        given = {name: value for name, value in inputs.items() if value is not None}
-        unknown = sorted(set(given) - set(self.module_class.extra_inputs))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} takes no {', '.join(unknown)}")
-        return given
 
     def __call__(
         self,
@@ -671,15 +666,13 @@ class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
         ``StaticCache`` from ``init_cache`` (then ``decoder_attention_mask`` covers all its slots). Heads compute
         the loss from ``labels`` (question answering: ``start_positions`` and ``end_positions``) as transformers.
         """
-        optional = self._optional_inputs(labels=labels, start_positions=start_positions, end_positions=end_positions,
-                                         past_key_values=past_key_values)
         return self.apply_module(
             params, dropout_rng, train, return_dict, input_ids=input_ids, attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask, head_mask=head_mask,
             decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
             encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            **optional,
+            past_key_values=past_key_values, labels=labels, start_positions=start_positions, end_positions=end_positions,
         )
 
     def encode(self, input_ids=None, attention_mask=None, *, head_mask=None, inputs_embeds=None,
@@ -689,7 +682,7 @@ class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
         c = self.config
 
         def run(module, deterministic, **inputs):
-            return _encoder_of(module)(**inputs, deterministic=deterministic)
+            return _base_of(module).encoder(**inputs, deterministic=deterministic)
 
         return self.apply_module(
             params, dropout_rng, train, return_dict, method=run, input_ids=input_ids, attention_mask=attention_mask,
@@ -710,7 +703,7 @@ class FlaxBartPreTrainedModel(FlaxPreTrainedModel):
         if encoder_outputs is not None:
             source = as_encoder_output(encoder_outputs).last_hidden_state
         return self.module.apply({"params": self._require_params(params)}, batch_size, max_length, source,
-                                 method=lambda module, *args: _decoder_of(module).init_cache(*args))
+                                 method=lambda module, *args: _base_of(module).decoder.init_cache(*args))
 
 
 class FlaxBartModel(FlaxBartPreTrainedModel):

@@ -10,33 +10,28 @@ for compiled generation, a ``StaticCache`` from ``init_cache`` whose shapes neve
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..common.backend_pt import check_ids, run_layer
 from ..common.cache import StaticCache
 from ..common.layers_pt import (
     ProjectedAttention,
     activation,
     additive_mask,
     causal_keep_mask,
-    check_ids,
     check_static_cache_room,
-    from_numpy,
     head_mask_per_layer,
+    input_shape,
     layer_dropped,
     new_static_cache,
     padding_keep_mask,
-    run_layer,
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
-    to_numpy,
     token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_pt import PreTrainedModel
 from ..common.outputs import (
@@ -48,8 +43,11 @@ from ..common.outputs import (
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
+    seq2seq_fields,
+    tuple_or_none,
 )
 from ..common.validation import (
+    check_cache_keys,
     check_cache_layers,
     check_encoder_hidden_states,
     check_not_empty,
@@ -57,27 +55,33 @@ from ..common.validation import (
     check_sequence_length,
     check_shape,
     check_static_cache_length,
-    input_shape,
 )
 from ..generation.mixin_pt import GenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
-# Learned position i is row i + 2 of embed_positions.
-POSITION_OFFSET = 2
 
-
-def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int,
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None,
                        name: str = "input_ids") -> torch.Tensor:
-    """Decoder inputs from targets: start token first, everything one step later, ignored labels (-100) as padding."""
+    """Decoder inputs from labels (or input ids): the start token, then all but the last; -100 becomes padding."""
     check_rank(name, input_ids.shape, 2, "batch, sequence")
     check_not_empty(name, tuple(input_ids.shape))
     if pad_token_id is None:
         raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id must be set to build decoder inputs from input_ids or labels")
     shifted = input_ids.new_zeros(input_ids.shape)
     shifted[:, 1:] = input_ids[:, :-1]
     shifted[:, 0] = decoder_start_token_id
     return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def _clamp_float16(hidden_states: torch.Tensor) -> torch.Tensor:
+    """As transformers' encoder layer: float16 overflow (inf) is clamped to the largest finite values."""
+    if hidden_states.dtype != torch.float16 or torch.isfinite(hidden_states).all():
+        return hidden_states
+    limit = torch.finfo(torch.float16).max - 1000
+    return hidden_states.clamp(-limit, limit)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ class _BartLayer(nn.Module):
         self.activation_dropout = config.activation_dropout
         self.fc1 = nn.Linear(config.d_model, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, config.d_model)
-        self.final_layer_norm = nn.LayerNorm(config.d_model)
+        self.final_layer_norm = nn.LayerNorm(config.d_model, config.layer_norm_eps)
 
     def _add_and_norm(self, hidden_states, residual, norm: nn.LayerNorm):
         return norm(residual + F.dropout(hidden_states, p=self.dropout, training=self.training))
@@ -109,46 +113,44 @@ class BartEncoderLayer(_BartLayer):
     def __init__(self, config: BartConfig):
         super().__init__()
         self.self_attn = ProjectedAttention(config.d_model, config.encoder_attention_heads, config.attention_dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, config.layer_norm_eps)
         self._add_feed_forward(config, config.encoder_ffn_dim)
 
-    def forward(self, hidden_states, mask=None, head_mask=None, output_attentions=False):
-        """Returns (output, attention probabilities or None)."""
-        attended, probs, _ = self.self_attn(hidden_states, mask, head_mask, output_attentions=output_attentions)
-        hidden_states = self._feed_forward(self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm))
-        if hidden_states.dtype == torch.float16:
-            # float16 overflows in deep stacks; transformers clamps to the largest finite values, and so do we.
-            limit = torch.finfo(torch.float16).max - 1000
-            if not torch.isfinite(hidden_states).all():
-                hidden_states = hidden_states.clamp(-limit, limit)
-        return hidden_states, probs
+    def forward(self, hidden_states, attention_mask=None, head_mask=None, output_attentions=False):
+        """Returns (output, self-attention probabilities or None)."""
+        attended, probs, _ = self.self_attn(hidden_states, attention_mask, head_mask,
+                                            output_attentions=output_attentions)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm)
+        return _clamp_float16(self._feed_forward(hidden_states)), probs
 
 
 class BartDecoderLayer(_BartLayer):
     def __init__(self, config: BartConfig):
         super().__init__()
-        heads, d_model = config.decoder_attention_heads, config.d_model
+        heads, d_model, eps = config.decoder_attention_heads, config.d_model, config.layer_norm_eps
         self.self_attn = ProjectedAttention(d_model, heads, config.attention_dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(d_model)
+        self.self_attn_layer_norm = nn.LayerNorm(d_model, eps)
         self.encoder_attn = ProjectedAttention(d_model, heads, config.attention_dropout)
-        self.encoder_attn_layer_norm = nn.LayerNorm(d_model)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d_model, eps)
         self._add_feed_forward(config, config.decoder_ffn_dim)
 
-    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, head_mask=None,
-                cross_head_mask=None, past_key_value=None, output_attentions=False, cache_index=None):
-        """Returns (output, self-attention probs, cross-attention probs, this layer's cache entry).
+    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                head_mask=None, cross_attn_head_mask=None, past_key_value=None, output_attentions=False,
+                cache_index=None):
+        """Returns (output, self-attention probs, cross-attention probs or None, this layer's cache entry).
 
         ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
         """
         self_past = past_key_value[:2] if past_key_value is not None else None
-        attended, self_probs, cache = self.self_attn(hidden_states, mask, head_mask, None, self_past,
+        attended, self_probs, cache = self.self_attn(hidden_states, attention_mask, head_mask, None, self_past,
                                                      output_attentions, cache_index)
         hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm)
         cross_probs = None
         if encoder_hidden_states is not None:
             cross_past = past_key_value[2:4] if past_key_value is not None and len(past_key_value) == 4 else None
             attended, cross_probs, cross_cache = self.encoder_attn(
-                hidden_states, encoder_mask, cross_head_mask, encoder_hidden_states, cross_past, output_attentions
+                hidden_states, encoder_attention_mask, cross_attn_head_mask, encoder_hidden_states, cross_past,
+                output_attentions,
             )
             hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm)
             # A StaticCache keeps its structure from step to step: cross entries only where it had them.
@@ -167,20 +169,18 @@ class _BartStack(nn.Module):
         if embed_tokens is None:
             embed_tokens = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
         self.embed_tokens = embed_tokens
-        self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, config.d_model)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings + config.position_offset, config.d_model)
         self.layers = nn.ModuleList(layers)
-        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.layernorm_embedding = nn.LayerNorm(config.d_model, config.layer_norm_eps)
         self.gradient_checkpointing = False
 
-    def _embed(self, input_ids, inputs_embeds, seq: int, past_length: int | torch.Tensor, ids_name: str):
-        """Embeddings of the tokens at positions ``past_length ...``; a tensor ``past_length`` is a StaticCache's
-        index, whose room init_cache checked against the positions."""
-        if not isinstance(past_length, torch.Tensor):
-            check_sequence_length(past_length + seq, self.config.max_position_embeddings)
+    def _embed_inputs(self, input_ids, inputs_embeds, seq: int, past_length, ids_name: str):
+        """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized (the caller
+        checked the length)."""
         if inputs_embeds is None:
             check_ids(input_ids, self.config.vocab_size, ids_name)
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
-        positions = past_length + torch.arange(seq, device=inputs_embeds.device) + POSITION_OFFSET
+        positions = past_length + torch.arange(seq, device=inputs_embeds.device) + self.config.position_offset
         hidden_states = self.layernorm_embedding(inputs_embeds + self.embed_positions(positions))
         return F.dropout(hidden_states, p=self.config.dropout, training=self.training)
 
@@ -193,7 +193,8 @@ class BartEncoder(_BartStack):
                 output_attentions=False, output_hidden_states=False, return_dict=True):
         config = self.config
         batch, seq = input_shape(input_ids, inputs_embeds, "input_ids", "inputs_embeds")
-        hidden_states = self._embed(input_ids, inputs_embeds, seq, 0, "input_ids")
+        check_sequence_length(seq, config.max_position_embeddings)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, 0, "input_ids")
         mask = None
         if attention_mask is not None:
             keep = padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask")
@@ -206,7 +207,7 @@ class BartEncoder(_BartStack):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             probs = None
-            if not layer_dropped(self, config.encoder_layerdrop):
+            if not layer_dropped(config.encoder_layerdrop, self.training):
                 hidden_states, probs = run_layer(self, layer, hidden_states, mask, layer_head_mask, output_attentions)
             if output_attentions:
                 all_attentions.append(probs)
@@ -222,44 +223,39 @@ class BartDecoder(_BartStack):
 
     A StaticCache given as ``past_key_values`` always comes back in the output, advanced by the new tokens
     (``use_cache`` is implied): a compiled generation step returns what the next one takes.
+
+    The decoder of the seq2seq models (shared table) calls its inputs ``decoder_input_ids``,
+    ``decoder_attention_mask``, ... in errors; BartForCausalLM's (own table) ``input_ids``, ``attention_mask``.
     """
 
     def __init__(self, config: BartConfig, embed_tokens: nn.Embedding | None = None):
         super().__init__(config, embed_tokens, [BartDecoderLayer(config) for _ in range(config.decoder_layers)])
+        self.input_prefix = "" if embed_tokens is None else "decoder_"
 
     def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, use_cache=None,
-                output_attentions=False, output_hidden_states=False, return_dict=True,
-                names=("decoder_input_ids", "decoder_inputs_embeds", "decoder_attention_mask")):
-        """``names``: how the caller calls the ids, embeddings and mask (for error messages)."""
-        config = self.config
+                output_attentions=False, output_hidden_states=False, return_dict=True):
+        config, prefix = self.config, self.input_prefix
         use_cache = config.use_cache if use_cache is None else use_cache
-        batch, seq = input_shape(input_ids, inputs_embeds, names[0], names[1])
+        batch, seq = input_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
         static = isinstance(past_key_values, StaticCache)
+        if not static and hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
+            past_key_values = past_key_values.to_legacy_cache()
+        past_layers = self._past_layers(past_key_values or None, batch)
         if static:
-            # init_cache checked its slots against the positions; the room left is checked before any is read.
-            past_length, use_cache, past_layers = past_key_values.index, True, past_key_values.layers
+            # init_cache checked max_length against the positions; each write checks the room left.
+            past_length, use_cache = past_key_values.index, True
             check_static_cache_room(past_length, seq, past_key_values.max_length)
         else:
-            if hasattr(past_key_values, "to_legacy_cache"):  # transformers' Cache objects
-                past_key_values = past_key_values.to_legacy_cache()
-            check_cache_layers(past_key_values or None, config.decoder_layers, "decoder_layers")
-            past_length = past_key_values[0][0].shape[2] if past_key_values else 0
-            past_layers = past_key_values or None
-        hidden_states = self._embed(input_ids, inputs_embeds, seq, past_length, names[0])
+            past_length = past_layers[0][0].shape[2] if past_layers is not None else 0
+            check_sequence_length(seq + past_length, config.max_position_embeddings)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, past_length, f"{prefix}input_ids")
         dtype = hidden_states.dtype
-        if static:
-            keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch)
-            mask = additive_mask(keep, dtype)
-        else:
-            mask = _causal_mask(attention_mask, batch, seq, past_length, hidden_states, names[2])
-        encoder_mask = None
-        if encoder_hidden_states is not None:
-            encoder_mask = _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
-        head_masks = head_mask_per_layer(head_mask, config.decoder_layers, config.decoder_attention_heads, dtype,
-                                         "decoder_head_mask")
-        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, config.decoder_layers,
-                                               config.decoder_attention_heads, dtype, "cross_attn_head_mask")
+        mask = self._self_attention_mask(attention_mask, past_key_values, batch, seq, past_length, dtype)
+        encoder_mask = self._cross_attention_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
+        layers_count, heads = config.decoder_layers, config.decoder_attention_heads
+        head_masks = head_mask_per_layer(head_mask, layers_count, heads, dtype, f"{prefix}head_mask")
+        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, layers_count, heads, dtype, "cross_attn_head_mask")
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
         all_cross = [] if output_attentions and encoder_hidden_states is not None else None
@@ -268,7 +264,7 @@ class BartDecoder(_BartStack):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             past = past_layers[i] if past_layers is not None else None
-            if layer_dropped(self, config.decoder_layerdrop):
+            if layer_dropped(config.decoder_layerdrop, self.training):
                 if static:  # the cache keeps every layer, this one unchanged
                     cache.append(past)
                 continue
@@ -292,6 +288,45 @@ class BartDecoder(_BartStack):
         )
         return out if return_dict else out.to_tuple()
 
+    def _past_layers(self, past_key_values, batch: int) -> tuple | None:
+        """The per-layer entries of a dynamic cache or a StaticCache, checked for structure."""
+        if past_key_values is None:
+            return None
+        layers = past_key_values.layers if isinstance(past_key_values, StaticCache) else past_key_values
+        check_cache_layers(layers, self.config.decoder_layers, "decoder_layers")
+        if any(len(entry) not in (2, 4) for entry in layers):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
+                             "layer, each [batch, heads, seq, head_dim]")
+        check_cache_keys(tuple(layers[0][0].shape), batch)
+        return tuple(layers)
+
+    def _self_attention_mask(self, attention_mask, past_key_values, batch: int, seq: int, past_length, dtype):
+        """The additive causal mask [batch, 1, seq, keys]: keys are the cached ones and the new ones, or, with a
+        StaticCache, all its slots (``attention_mask`` must then cover them all). None for one new token and no
+        padding: it sees every key."""
+        if isinstance(past_key_values, StaticCache):
+            keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch)
+            return additive_mask(keep, dtype)
+        key_length, name = past_length + seq, f"{self.input_prefix}attention_mask"
+        if attention_mask is None:
+            if seq == 1:
+                return None
+            attention_mask = torch.ones((batch, key_length), device=self.embed_positions.weight.device)
+        check_rank(name, attention_mask.shape, 2, "batch, past + sequence length")
+        check_shape(name, attention_mask.shape, (batch, key_length), "batch, past + sequence length")
+        return additive_mask(causal_keep_mask(attention_mask, seq), dtype)
+
+    def _cross_attention_mask(self, encoder_attention_mask, encoder_hidden_states, batch: int, seq: int, dtype):
+        """The additive padding mask [batch, 1, seq, encoder keys] of the cross-attention (None: no padding)."""
+        if encoder_hidden_states is None:
+            return None
+        _check_same_batch(batch, encoder_hidden_states)
+        if encoder_attention_mask is None:
+            return None
+        name = "attention_mask" if self.input_prefix else "encoder_attention_mask"
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1], name)
+        return additive_mask(keep, dtype)
+
     def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
         """See ``BartPreTrainedModel.init_cache``."""
         config = self.config
@@ -310,29 +345,8 @@ def _check_same_batch(batch: int, encoder_hidden_states) -> None:
     check_encoder_hidden_states(tuple(encoder_hidden_states.shape), batch)
 
 
-def _causal_mask(attention_mask, batch, seq, past_length, hidden_states, name):
-    """The additive causal self-attention mask [batch, 1, seq, past + seq] (None for one token and no padding)."""
-    key_length = past_length + seq
-    if attention_mask is None:
-        if seq == 1:
-            return None
-        attention_mask = torch.ones((batch, key_length), device=hidden_states.device)
-    check_rank(name, attention_mask.shape, 2, "batch, past + sequence length")
-    check_shape(name, attention_mask.shape, (batch, key_length), "batch, past + sequence length")
-    return additive_mask(causal_keep_mask(attention_mask, seq), hidden_states.dtype)
-
-
-def _cross_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype):
-    _check_same_batch(batch, encoder_hidden_states)
-    if encoder_attention_mask is None:
-        return None
-    keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1],
-                             "encoder attention_mask")
-    return additive_mask(keep, dtype)
-
-
 class BartClassificationHead(nn.Module):
-    """dropout, dense, tanh, dropout, projection: the sentence head on the last <eos> token's hidden state."""
+    """dropout, dense, tanh, dropout, out_proj: classifies the pooled <eos> representation."""
 
     def __init__(self, config: BartConfig):
         super().__init__()
@@ -340,9 +354,9 @@ class BartClassificationHead(nn.Module):
         self.dropout = nn.Dropout(p=config.classifier_dropout or 0.0)
         self.out_proj = nn.Linear(config.d_model, config.num_labels)
 
-    def forward(self, hidden_states):
-        hidden_states = self.dropout(torch.tanh(self.dense(self.dropout(hidden_states))))
-        return self.out_proj(hidden_states)
+    def forward(self, features):
+        x = self.dropout(torch.tanh(self.dense(self.dropout(features))))
+        return self.out_proj(x)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -356,14 +370,14 @@ class BartPreTrainedModel(PreTrainedModel):
     def weights_spec(self):
         return weights_spec(self.config)
 
-    def initializer_std(self) -> float:
-        return self.config.init_std
-
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.shared
+        return self.base_model.shared
+
+    def get_encoder(self) -> BartEncoder:
+        return self.base_model.encoder
 
     def get_decoder(self) -> BartDecoder:
-        return self.model.decoder
+        return self.base_model.decoder
 
     def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None) -> StaticCache:
         """A StaticCache for compiled generation: ``max_length`` zero slots per decoder layer and index 0.
@@ -388,15 +402,6 @@ class BartModel(BartPreTrainedModel):
         self.encoder = BartEncoder(config, self.shared)
         self.decoder = BartDecoder(config, self.shared)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.shared
-
-    def get_encoder(self) -> BartEncoder:
-        return self.encoder
-
-    def get_decoder(self) -> BartDecoder:
-        return self.decoder
 
     def forward(
         self,
@@ -425,14 +430,18 @@ class BartModel(BartPreTrainedModel):
         output_attentions = self.config_default("output_attentions", output_attentions)
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, head_mask, inputs_embeds, output_attentions,
-                                           output_hidden_states)
-        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            )
+        else:
             encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
-            decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state, attention_mask,
-            decoder_head_mask, cross_attn_head_mask, past_key_values, decoder_inputs_embeds,
-            self.config_default("use_cache", use_cache), output_attentions, output_hidden_states,
+            input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state, encoder_attention_mask=attention_mask,
+            head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds, use_cache=self.config_default("use_cache", use_cache),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         out = Seq2SeqModelOutput(
             last_hidden_state=decoded.last_hidden_state,
@@ -448,14 +457,6 @@ class BartModel(BartPreTrainedModel):
 
 
 # The encoder-decoder heads' shared arguments, passed through to BartModel.
-_SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
-                   "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
-
-
-def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
-    return {name: getattr(outputs, name) for name in _SEQ2SEQ_FIELDS}
-
-
 class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
     """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
 
@@ -468,23 +469,6 @@ class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
-
-    def get_encoder(self) -> BartEncoder:
-        return self.model.encoder
-
-    # final_logits_bias is a buffer (never trained) but a checkpoint tensor: it travels with the parameters.
-    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {**super().parameter_shapes(), "final_logits_bias": tuple(self.final_logits_bias.shape)}
-
-    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
-        arrays = dict(arrays)
-        bias = arrays.pop("final_logits_bias", None)
-        super().load_arrays(arrays)
-        if bias is not None:
-            self.final_logits_bias.copy_(from_numpy(bias))
-
-    def numpy_weights(self) -> dict[str, np.ndarray]:
-        return {**super().numpy_weights(), "final_logits_bias": to_numpy(self.final_logits_bias)}
 
     def forward(
         self,
@@ -510,14 +494,17 @@ class BartForConditionalGeneration(GenerationMixin, BartPreTrainedModel):
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
                                                        self.config.decoder_start_token_id, "labels")
-        outputs = self.model(
-            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
-            cross_attn_head_mask, encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds,
-            use_cache, output_attentions, output_hidden_states, return_dict=True,
+        outputs = self.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state) + self.final_logits_bias
-        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
-        out = Seq2SeqLMOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+        loss = token_loss(logits, labels) if labels is not None else None
+        out = Seq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(outputs))
         return self.returned(out, return_dict)
 
 
@@ -554,15 +541,17 @@ class BartForSequenceClassification(BartPreTrainedModel):
             raise NotImplementedError(
                 f"{type(self).__name__} pools at the <eos> tokens of input_ids: pass input_ids, not inputs_embeds"
             )
-        outputs = self.model(
-            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
-            cross_attn_head_mask, encoder_outputs, None, inputs_embeds, decoder_inputs_embeds, use_cache,
-            output_attentions, output_hidden_states, return_dict=True,
+        outputs = self.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
         )
         hidden_states = outputs.last_hidden_state
         logits = self.classification_head(_last_eos_states(input_ids, hidden_states, self.config.eos_token_id))
         loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
-        out = Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_seq2seq_fields(outputs))
+        out = Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **seq2seq_fields(outputs))
         return self.returned(out, return_dict)
 
 
@@ -615,17 +604,19 @@ class BartForQuestionAnswering(BartPreTrainedModel):
         has_positions = start_positions is not None and end_positions is not None
         if has_positions:
             use_cache = False
-        outputs = self.model(
-            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, head_mask, decoder_head_mask,
-            cross_attn_head_mask, encoder_outputs, None, inputs_embeds, decoder_inputs_embeds, use_cache,
-            output_attentions, output_hidden_states, return_dict=True,
+        outputs = self.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
         )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits = start_logits.squeeze(-1).contiguous()
         end_logits = end_logits.squeeze(-1).contiguous()
         loss = span_loss(start_logits, end_logits, start_positions, end_positions) if has_positions else None
         out = Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                                  **_seq2seq_fields(outputs))
+                                                  **seq2seq_fields(outputs))
         return self.returned(out, return_dict)
 
 
@@ -635,9 +626,6 @@ class BartDecoderWrapper(nn.Module):
     def __init__(self, config: BartConfig):
         super().__init__()
         self.decoder = BartDecoder(config)
-
-    def forward(self, *args, **kwargs):
-        return self.decoder(*args, **kwargs)
 
 
 class BartForCausalLM(GenerationMixin, BartPreTrainedModel):
@@ -655,7 +643,7 @@ class BartForCausalLM(GenerationMixin, BartPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.decoder.embed_tokens
+        return self.base_model.decoder.embed_tokens
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -676,15 +664,16 @@ class BartForCausalLM(GenerationMixin, BartPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
     ):
-        outputs = self.model.decoder(
-            input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask, head_mask,
-            cross_attn_head_mask, past_key_values, inputs_embeds, use_cache,
-            self.config_default("output_attentions", output_attentions),
-            self.config_default("output_hidden_states", output_hidden_states),
-            names=("input_ids", "inputs_embeds", "attention_mask"),
+        outputs = self.base_model.decoder(
+            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, head_mask=head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            use_cache=self.config_default("use_cache", use_cache),
+            output_attentions=self.config_default("output_attentions", output_attentions),
+            output_hidden_states=self.config_default("output_hidden_states", output_hidden_states),
         )
         logits = self.lm_head(outputs.last_hidden_state)
-        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        loss = token_loss(logits, labels) if labels is not None else None
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,

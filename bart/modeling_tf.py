@@ -16,30 +16,33 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..common.cache import StaticCache
-from ..common.layers_tf import (
+from ..common.backend_tf import (
     Block,
-    ProjectedAttention,
-    activation,
-    additive_mask,
-    causal_keep_mask,
     check_length,
     dense,
     dim,
     embedding,
     gather,
-    head_mask_per_layer,
     layer_norm,
     lookup_token_ids,
+    run_layer,
+    tied_logits,
+)
+from ..common.cache import StaticCache
+from ..common.layers_tf import (
+    ProjectedAttention,
+    activation,
+    additive_mask,
+    causal_keep_mask,
+    head_mask_per_layer,
+    input_shape,
+    layer_dropped,
     new_static_cache,
     padding_keep_mask,
-    run_layer,
     sequence_classification_loss,
     span_loss,
     static_cache_keep_mask,
-    tied_logits,
     token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -51,8 +54,11 @@ from ..common.outputs import (
     Seq2SeqQuestionAnsweringModelOutput,
     Seq2SeqSequenceClassifierOutput,
     as_encoder_output,
+    seq2seq_fields,
+    tuple_or_none,
 )
 from ..common.validation import (
+    check_cache_keys,
     check_cache_layers,
     check_encoder_hidden_states,
     check_not_empty,
@@ -63,9 +69,6 @@ from ..generation.mixin_tf import TFGenerationMixin
 from .config import BartConfig
 from .weights import weights_spec
 
-# Learned positions start at row 2 (fairseq reserved the first two rows).
-POSITION_OFFSET = 2
-LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which BART uses
 # What an exported encoder-decoder serves (the classification and QA heads build decoder inputs from input_ids).
 SEQ2SEQ_SERVING_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
 
@@ -73,31 +76,16 @@ SEQ2SEQ_SERVING_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "d
 def shift_tokens_right(input_ids, pad_token_id: int | None, decoder_start_token_id: int | None,
                        name: str = "input_ids"):
     """Decoder inputs from labels (or input ids): the start token, then all but the last; -100 becomes padding."""
+    input_ids = tf.convert_to_tensor(input_ids)
+    check_rank(name, list(input_ids.shape), 2, "batch, sequence")
+    check_not_empty(name, list(input_ids.shape))
     if pad_token_id is None:
         raise ValueError("config.pad_token_id must be set to build decoder inputs from input_ids or labels")
     if decoder_start_token_id is None:
         raise ValueError("config.decoder_start_token_id must be set to build decoder inputs from input_ids or labels")
-    input_ids = tf.convert_to_tensor(input_ids)
-    check_rank(name, list(input_ids.shape), 2, "batch, sequence")
-    check_not_empty(name, list(input_ids.shape))
     start = tf.fill([dim(input_ids, 0), 1], tf.cast(decoder_start_token_id, input_ids.dtype))
     shifted = tf.concat([start, input_ids[:, :-1]], axis=1)
     return tf.where(shifted == -100, tf.cast(pad_token_id, shifted.dtype), shifted)
-
-
-def _sequence_shape(ids, embeds, ids_name: str, embeds_name: str):
-    """(batch, length) of the ids or the embeddings given, with transformers' rules on giving both or neither."""
-    if ids is not None and embeds is not None:
-        raise ValueError(f"give either {ids_name} or {embeds_name}, not both")
-    if ids is not None:
-        check_rank(ids_name, list(ids.shape), 2, "batch, sequence")
-        check_not_empty(ids_name, list(ids.shape))
-        return dim(ids, 0), dim(ids, 1)
-    if embeds is not None:
-        check_rank(embeds_name, list(embeds.shape), 3, "batch, sequence, hidden")
-        check_not_empty(embeds_name, list(embeds.shape))
-        return dim(embeds, 0), dim(embeds, 1)
-    raise ValueError(f"give {ids_name} or {embeds_name}")
 
 
 def _clamp_float16(hidden_states):
@@ -109,64 +97,60 @@ def _clamp_float16(hidden_states):
     return tf.where(overflow, tf.clip_by_value(hidden_states, -limit, limit), hidden_states)
 
 
-def _skip_layer(rate: float, training: bool, before, after):
-    """LayerDrop: while training, a layer's output is replaced by its input with probability ``rate``."""
-    if not training or rate == 0.0:
-        return after
-    return tf.where(tf.random.uniform([]) < rate, before, after)
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Blocks. Each builds its variables in __init__ (sizes come from the config), so it is built from the start.
-
-
-def _attention(config: BartConfig, heads: int, name: str, dtype) -> ProjectedAttention:
-    return ProjectedAttention(config.d_model, heads, config.attention_dropout, config.init_std, name=name,
-                              dtype=dtype)
+# Layers. Each builds its variables in __init__ (sizes come from the config), so it is built from the start.
 
 
 class _TFBartLayer(Block):
-    """What encoder and decoder layers share: self-attention, the feed-forward block and their layer norms."""
+    """What encoder and decoder layers share: post-norm residual blocks and the feed-forward block."""
 
-    def __init__(self, config: BartConfig, heads: int, ffn_dim: int, **kwargs):
-        super().__init__(**kwargs)
+    def _add_feed_forward(self, config: BartConfig, ffn_dim: int) -> None:
+        """Called after the attention blocks, so variables come in transformers' order."""
         dtype, d_model, std = self.dtype_policy, config.d_model, config.init_std
-        self.self_attn = _attention(config, heads, "self_attn", dtype)
-        self.self_attn_layer_norm = layer_norm(d_model, LAYER_NORM_EPS, "self_attn_layer_norm", dtype)
+        self.dropout = keras.layers.Dropout(config.dropout, dtype=dtype)
+        self.activation_fn = activation(config.activation_function)
+        self.activation_dropout = keras.layers.Dropout(config.activation_dropout, dtype=dtype)
         self.fc1 = dense(ffn_dim, d_model, std, "fc1", dtype)
         self.fc2 = dense(d_model, ffn_dim, std, "fc2", dtype)
-        self.final_layer_norm = layer_norm(d_model, LAYER_NORM_EPS, "final_layer_norm", dtype)
-        self.activation_fn = activation(config.activation_function)
-        self.dropout = keras.layers.Dropout(config.dropout, dtype=dtype)
-        self.activation_dropout = keras.layers.Dropout(config.activation_dropout, dtype=dtype)
+        self.final_layer_norm = layer_norm(d_model, config.layer_norm_eps, "final_layer_norm", dtype)
 
-    def _residual(self, hidden_states, residual, norm, training):
+    def _add_and_norm(self, hidden_states, residual, norm, training):
         return norm(residual + self.dropout(hidden_states, training=training))
 
     def _feed_forward(self, hidden_states, training):
         x = self.activation_dropout(self.activation_fn(self.fc1(hidden_states)), training=training)
-        return self._residual(self.fc2(x), hidden_states, self.final_layer_norm, training)
+        return self._add_and_norm(self.fc2(x), hidden_states, self.final_layer_norm, training)
 
 
 class TFBartEncoderLayer(_TFBartLayer):
     def __init__(self, config: BartConfig, **kwargs):
-        super().__init__(config, config.encoder_attention_heads, config.encoder_ffn_dim, **kwargs)
+        super().__init__(**kwargs)
+        dtype = self.dtype_policy
+        self.self_attn = ProjectedAttention(config.d_model, config.encoder_attention_heads, config.attention_dropout,
+                                            config.init_std, name="self_attn", dtype=dtype)
+        self.self_attn_layer_norm = layer_norm(config.d_model, config.layer_norm_eps, "self_attn_layer_norm", dtype)
+        self._add_feed_forward(config, config.encoder_ffn_dim)
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, training=False):
         """Returns (output, self-attention probabilities)."""
         attended, probs, _ = self.self_attn(hidden_states, attention_mask=attention_mask, head_mask=head_mask,
                                             training=training)
-        hidden_states = self._residual(attended, hidden_states, self.self_attn_layer_norm, training)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, training)
         return _clamp_float16(self._feed_forward(hidden_states, training)), probs
 
 
 class TFBartDecoderLayer(_TFBartLayer):
     def __init__(self, config: BartConfig, **kwargs):
-        super().__init__(config, config.decoder_attention_heads, config.decoder_ffn_dim, **kwargs)
-        dtype = self.dtype_policy
-        self.encoder_attn = _attention(config, config.decoder_attention_heads, "encoder_attn", dtype)
-        self.encoder_attn_layer_norm = layer_norm(config.d_model, LAYER_NORM_EPS, "encoder_attn_layer_norm", dtype)
+        super().__init__(**kwargs)
+        dtype, heads, d_model, eps = self.dtype_policy, config.decoder_attention_heads, config.d_model, config.layer_norm_eps
+        self.self_attn = ProjectedAttention(d_model, heads, config.attention_dropout, config.init_std, name="self_attn",
+                                            dtype=dtype)
+        self.self_attn_layer_norm = layer_norm(d_model, eps, "self_attn_layer_norm", dtype)
+        self.encoder_attn = ProjectedAttention(d_model, heads, config.attention_dropout, config.init_std,
+                                               name="encoder_attn", dtype=dtype)
+        self.encoder_attn_layer_norm = layer_norm(d_model, eps, "encoder_attn_layer_norm", dtype)
+        self._add_feed_forward(config, config.decoder_ffn_dim)
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
@@ -180,7 +164,7 @@ class TFBartDecoderLayer(_TFBartLayer):
             hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
             cache_index=cache_index, training=training,
         )
-        hidden_states = self._residual(attended, hidden_states, self.self_attn_layer_norm, training)
+        hidden_states = self._add_and_norm(attended, hidden_states, self.self_attn_layer_norm, training)
         cross_probs = None
         if encoder_hidden_states is not None:
             cross_past = tuple(past_key_value[2:]) if past_key_value is not None and len(past_key_value) == 4 else None
@@ -188,7 +172,7 @@ class TFBartDecoderLayer(_TFBartLayer):
                 hidden_states, attention_mask=encoder_attention_mask, head_mask=cross_attn_head_mask,
                 key_value_states=encoder_hidden_states, past_key_value=cross_past, training=training,
             )
-            hidden_states = self._residual(attended, hidden_states, self.encoder_attn_layer_norm, training)
+            hidden_states = self._add_and_norm(attended, hidden_states, self.encoder_attn_layer_norm, training)
             # A StaticCache keeps its structure from step to step: cross entries only where it had them.
             if cache_index is None or cross_past is not None:
                 cache = cache + cross_cache
@@ -211,9 +195,9 @@ class _TFBartStack(Block):
             self.embed_tokens = embedding(config.vocab_size, d_model, std, "embed_tokens", dtype, config.pad_token_id)
             embed_tokens = self.embed_tokens
         self._embed_tokens = embed_tokens
-        self.embed_positions = embedding(config.max_position_embeddings + POSITION_OFFSET, d_model, std,
+        self.embed_positions = embedding(config.max_position_embeddings + config.position_offset, d_model, std,
                                          "embed_positions", dtype)
-        self.layernorm_embedding = layer_norm(d_model, LAYER_NORM_EPS, "layernorm_embedding", dtype)
+        self.layernorm_embedding = layer_norm(d_model, config.layer_norm_eps, "layernorm_embedding", dtype)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=dtype)
         self.gradient_checkpointing = False
 
@@ -221,17 +205,15 @@ class _TFBartStack(Block):
     def token_table(self):
         return self._embed_tokens.embeddings
 
-    def _embed(self, input_ids, inputs_embeds, seq, past_length, ids_name: str, training: bool):
-        """Embeddings of the tokens at positions ``past_length ...`` (the caller checked the length).
-
-        Token embeddings are scaled by sqrt(d_model) when ``scale_embedding``; given ones are used as they are.
-        """
+    def _embed_inputs(self, input_ids, inputs_embeds, seq, past_length, ids_name: str, training: bool):
+        """Scaled token embeddings (or the given ones) plus the positions ``past_length ...``, normalized (the caller
+        checked the length)."""
         if inputs_embeds is None:
             inputs_embeds = lookup_token_ids(self.token_table, input_ids, self.config.vocab_size, ids_name)
             if self.embed_scale != 1.0:
                 inputs_embeds = inputs_embeds * self.embed_scale
         inputs_embeds = tf.convert_to_tensor(inputs_embeds)
-        positions = tf.range(seq) + tf.cast(past_length, tf.int32) + POSITION_OFFSET
+        positions = tf.range(seq) + tf.cast(past_length, tf.int32) + self.config.position_offset
         hidden_states = inputs_embeds + tf.cast(gather(self.embed_positions.embeddings, positions),
                                                 inputs_embeds.dtype)
         return self.dropout(self.layernorm_embedding(hidden_states), training=training)
@@ -247,9 +229,9 @@ class TFBartEncoder(_TFBartStack):
     def call(self, input_ids=None, attention_mask=None, head_mask=None, inputs_embeds=None, output_attentions=False,
              output_hidden_states=False, return_dict=True, training=False):
         config = self.config
-        batch, seq = _sequence_shape(input_ids, inputs_embeds, "input_ids", "inputs_embeds")
+        batch, seq = input_shape(input_ids, inputs_embeds, "input_ids", "inputs_embeds")
         check_length(seq, config.max_position_embeddings)
-        hidden_states = self._embed(input_ids, inputs_embeds, seq, 0, "input_ids", training)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, 0, "input_ids", training)
         mask = None
         if attention_mask is not None:
             mask = additive_mask(padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask"),
@@ -263,7 +245,7 @@ class TFBartEncoder(_TFBartStack):
                 all_hidden.append(hidden_states)
             output, probs = run_layer(self, layer, hidden_states, attention_mask=mask, head_mask=layer_head_mask,
                                       training=training)
-            hidden_states = _skip_layer(config.encoder_layerdrop, training, hidden_states, output)
+            hidden_states = tf.where(layer_dropped(config.encoder_layerdrop, training), hidden_states, output)
             if output_attentions:
                 all_attentions.append(probs)
         if output_hidden_states:
@@ -293,33 +275,24 @@ class TFBartDecoder(_TFBartStack):
     def call(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
              head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, use_cache=False,
              output_attentions=False, output_hidden_states=False, training=False):
-        config = self.config
-        prefix = self.input_prefix
-        batch, seq = _sequence_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
-        check_cache_layers(past_key_values, config.decoder_layers, "decoder_layers")
+        config, prefix = self.config, self.input_prefix
+        batch, seq = input_shape(input_ids, inputs_embeds, f"{prefix}input_ids", f"{prefix}inputs_embeds")
         static = isinstance(past_key_values, StaticCache)
+        past_layers = self._past_layers(past_key_values, batch)
         if static:
             # init_cache checked max_length against the positions; each write checks the room left.
             past_length, use_cache = past_key_values.index, True
         else:
-            past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
+            past_length = dim(tf.convert_to_tensor(past_layers[0][0]), 2) if past_layers is not None else 0
             check_length(seq + past_length, config.max_position_embeddings)
-        hidden_states = self._embed(input_ids, inputs_embeds, seq, past_length, f"{prefix}input_ids", training)
+        hidden_states = self._embed_inputs(input_ids, inputs_embeds, seq, past_length, f"{prefix}input_ids",
+                                           training)
         dtype = hidden_states.dtype
-
         mask = self._self_attention_mask(attention_mask, past_key_values, batch, seq, past_length, dtype)
-        encoder_mask = None
-        if encoder_hidden_states is not None:
-            _check_same_batch(batch, encoder_hidden_states)
-            if encoder_attention_mask is not None:
-                keep = padding_keep_mask(encoder_attention_mask, batch, seq, dim(encoder_hidden_states, 1),
-                                         "encoder attention_mask")
-                encoder_mask = additive_mask(keep, dtype)
+        encoder_mask = self._cross_attention_mask(encoder_attention_mask, encoder_hidden_states, batch, seq, dtype)
         layers_count, heads = config.decoder_layers, config.decoder_attention_heads
         head_masks = head_mask_per_layer(head_mask, layers_count, heads, dtype, f"{prefix}head_mask")
-        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, layers_count, heads, dtype,
-                                               "cross_attn_head_mask")
-        past_layers = past_key_values.layers if static else past_key_values
+        cross_head_masks = head_mask_per_layer(cross_attn_head_mask, layers_count, heads, dtype, "cross_attn_head_mask")
 
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
@@ -334,7 +307,7 @@ class TFBartDecoder(_TFBartStack):
                 past_key_value=past_layers[i] if past_layers is not None else None,
                 cache_index=past_length if static else None, training=training,
             )
-            hidden_states = _skip_layer(config.decoder_layerdrop, training, hidden_states, output)
+            hidden_states = tf.where(layer_dropped(config.decoder_layerdrop, training), hidden_states, output)
             if output_attentions:
                 all_self.append(self_probs)
                 if all_cross is not None:
@@ -350,6 +323,18 @@ class TFBartDecoder(_TFBartStack):
             attentions=tuple_or_none(all_self), cross_attentions=tuple_or_none(all_cross),
         )
 
+    def _past_layers(self, past_key_values, batch) -> tuple | None:
+        """The per-layer entries of a dynamic cache or a StaticCache, checked for structure."""
+        if past_key_values is None:
+            return None
+        layers = past_key_values.layers if isinstance(past_key_values, StaticCache) else past_key_values
+        check_cache_layers(layers, self.config.decoder_layers, "decoder_layers")
+        if any(len(entry) not in (2, 4) for entry in layers):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per decoder "
+                             "layer, each [batch, heads, seq, head_dim]")
+        check_cache_keys(list(tf.convert_to_tensor(layers[0][0]).shape), batch)
+        return tuple(layers)
+
     def _self_attention_mask(self, attention_mask, past_key_values, batch, seq, past_length, dtype):
         """The additive causal mask [batch, 1, seq, keys]: keys are the cached ones and the new ones, or, with a
         StaticCache, all its slots (``attention_mask`` must then cover them all)."""
@@ -363,7 +348,19 @@ class TFBartDecoder(_TFBartStack):
         padding_keep_mask(attention_mask, batch, seq, past_length + seq, name)  # checks the shape
         return additive_mask(causal_keep_mask(tf.cast(attention_mask, dtype), seq), dtype)
 
+    def _cross_attention_mask(self, encoder_attention_mask, encoder_hidden_states, batch, seq, dtype):
+        """The additive padding mask [batch, 1, seq, encoder keys] of the cross-attention (None: no padding)."""
+        if encoder_hidden_states is None:
+            return None
+        _check_same_batch(batch, encoder_hidden_states)
+        if encoder_attention_mask is None:
+            return None
+        name = "attention_mask" if self.input_prefix else "encoder_attention_mask"
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, dim(encoder_hidden_states, 1), name)
+        return additive_mask(keep, dtype)
+
     def init_cache(self, batch_size: int, max_length: int, encoder_hidden_states=None) -> StaticCache:
+        """See ``BartPreTrainedModel.init_cache``."""
         config = self.config
         check_static_cache_length(max_length, config.max_position_embeddings)
         cross = None
@@ -427,7 +424,7 @@ class TFBartPreTrainedModel(TFPreTrainedModel):
 
 
 class TFBartModel(TFBartPreTrainedModel):
-    """The bare encoder-decoder: ``shared`` embeddings, ``encoder`` and ``decoder``."""
+    """The encoder-decoder without a head; returns the decoder's last hidden state (and the encoder's)."""
 
     serving_inputs = SEQ2SEQ_SERVING_INPUTS
 
@@ -455,13 +452,13 @@ class TFBartModel(TFBartPreTrainedModel):
         use_cache = self.config_default("use_cache", use_cache)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids, attention_mask=attention_mask, head_mask=head_mask, inputs_embeds=inputs_embeds,
+                input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, inputs_embeds=inputs_embeds,
                 output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training,
             )
         else:
             encoder_outputs = as_encoder_output(encoder_outputs)
         decoded = self.decoder(
-            decoder_input_ids, attention_mask=decoder_attention_mask,
+            input_ids=decoder_input_ids, attention_mask=decoder_attention_mask,
             encoder_hidden_states=tf.convert_to_tensor(encoder_outputs.last_hidden_state),
             encoder_attention_mask=attention_mask, head_mask=decoder_head_mask,
             cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values,
@@ -477,28 +474,9 @@ class TFBartModel(TFBartPreTrainedModel):
         return returned(out, return_dict, config)
 
 
-# The heads' arguments that go to the bare model as they are.
-_BASE_ARGUMENTS = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "head_mask",
-                   "decoder_head_mask", "cross_attn_head_mask", "encoder_outputs", "past_key_values", "inputs_embeds",
-                   "decoder_inputs_embeds", "use_cache", "output_attentions", "output_hidden_states", "training")
-
-
-class _TFBartSeq2SeqHeadModel(TFBartPreTrainedModel):
-    """A head on the bare model: runs it and passes every seq2seq output field through."""
-
-    def _run_base(self, arguments: dict) -> Seq2SeqModelOutput:
-        """The bare model on the head's call ``arguments`` (its ``locals()``) that it takes."""
-        return self.model(**{k: arguments[k] for k in _BASE_ARGUMENTS if k in arguments}, return_dict=True)
-
-    @staticmethod
-    def _seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
-        names = Seq2SeqModelOutput.field_names()
-        return {name: getattr(outputs, name) for name in names if name != "last_hidden_state"}
-
-
-class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel):
-    """Sequence to sequence LM: logits over the vocabulary from the tied ``shared`` matrix (or an untied
-    ``lm_head``) plus the ``final_logits_bias`` buffer; labels give decoder inputs (shifted right) and the loss."""
+# The encoder-decoder heads' output fields, passed through from BartModel.
+class TFBartForConditionalGeneration(TFGenerationMixin, TFBartPreTrainedModel):
+    """Summarization, translation, denoising: decoder logits over the vocabulary plus ``final_logits_bias``."""
 
     serving_inputs = SEQ2SEQ_SERVING_INPUTS
 
@@ -524,14 +502,21 @@ class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel)
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id,
                                                        "labels")
-        outputs = self._run_base(locals())
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True, training=training,
+        )
         hidden = outputs.last_hidden_state
         if config.tie_word_embeddings:
             logits = tied_logits(hidden, self.model.shared.embeddings)
         else:
             logits = self.lm_head(hidden)
         logits = logits + tf.cast(self.final_logits_bias, logits.dtype)
-        out = Seq2SeqLMOutput(logits=logits, **self._seq2seq_fields(outputs))
+        out = Seq2SeqLMOutput(logits=logits, **seq2seq_fields(outputs))
         return returned(self.with_loss(out, labels), return_dict, config)
 
     def head_loss(self, labels, output):
@@ -546,8 +531,8 @@ class TFBartForConditionalGeneration(TFGenerationMixin, _TFBartSeq2SeqHeadModel)
                                                         config.decoder_start_token_id, "labels")}
 
 
-class TFBartForSequenceClassification(_TFBartSeq2SeqHeadModel):
-    """Classifies the decoder's hidden state at the last <eos> of each row (every row needs as many <eos>)."""
+class TFBartForSequenceClassification(TFBartPreTrainedModel):
+    """Classifies from the decoder's hidden state at the last <eos> token of each row (the encoder's input)."""
 
     def __init__(self, config: BartConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
@@ -567,10 +552,16 @@ class TFBartForSequenceClassification(_TFBartSeq2SeqHeadModel):
             )
         if labels is not None:
             use_cache = False
-        outputs = self._run_base(locals())
-        pooled = last_eos_states(outputs.last_hidden_state, input_ids, self.config.eos_token_id)
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
+        pooled = _last_eos_states(input_ids, outputs.last_hidden_state, self.config.eos_token_id)
         out = Seq2SeqSequenceClassifierOutput(logits=self.classification_head(pooled, training=training),
-                                              **self._seq2seq_fields(outputs))
+                                              **seq2seq_fields(outputs))
         return returned(self.with_loss(out, labels), return_dict, self.config)
 
     def head_loss(self, labels, output):
@@ -580,7 +571,7 @@ class TFBartForSequenceClassification(_TFBartSeq2SeqHeadModel):
 _EOS_COUNT_MESSAGE = "All examples must have the same number of <eos> tokens."
 
 
-def last_eos_states(hidden_states, input_ids, eos_token_id: int):
+def _last_eos_states(input_ids, hidden_states, eos_token_id: int):
     """The hidden state at the last <eos> of each row [batch, d_model]; rows must hold equally many <eos>."""
     input_ids = tf.convert_to_tensor(input_ids)
     length, decoder_length = input_ids.shape[1], hidden_states.shape[1]
@@ -608,8 +599,8 @@ def last_eos_states(hidden_states, input_ids, eos_token_id: int):
     return tf.gather(hidden_states, last, batch_dims=1)
 
 
-class TFBartForQuestionAnswering(_TFBartSeq2SeqHeadModel):
-    """Extractive QA on the decoder's hidden states: start and end logits per token (``num_labels`` is 2)."""
+class TFBartForQuestionAnswering(TFBartPreTrainedModel):
+    """Extractive QA: start and end logits per decoder position (the config's ``num_labels`` becomes 2)."""
 
     def __init__(self, config: BartConfig, *, dtype=None, name=None):
         config.num_labels = 2  # as transformers does
@@ -628,10 +619,16 @@ class TFBartForQuestionAnswering(_TFBartSeq2SeqHeadModel):
         if start_positions is not None and end_positions is not None:
             labels = {"start_positions": start_positions, "end_positions": end_positions}
             use_cache = False
-        outputs = self._run_base(locals())
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask, head_mask=head_mask, decoder_head_mask=decoder_head_mask,
+            cross_attn_head_mask=cross_attn_head_mask, encoder_outputs=encoder_outputs, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, training=training,
+        )
         start_logits, end_logits = tf.unstack(self.qa_outputs(outputs.last_hidden_state), num=2, axis=-1)
         out = Seq2SeqQuestionAnsweringModelOutput(start_logits=start_logits, end_logits=end_logits,
-                                                  **self._seq2seq_fields(outputs))
+                                                  **seq2seq_fields(outputs))
         return returned(self.with_loss(out, labels), return_dict, self.config)
 
     def head_loss(self, labels, output):
@@ -646,15 +643,11 @@ class TFBartDecoderWrapper(Block):
         self.decoder = TFBartDecoder(config, name="decoder", dtype=self.dtype_policy)
         self.built = True
 
-    def call(self, *args, **kwargs):
-        return self.decoder(*args, **kwargs)
-
 
 class TFBartForCausalLM(TFGenerationMixin, TFBartPreTrainedModel):
-    """BART's decoder alone as a language model (cross-attention runs when ``encoder_hidden_states`` are given).
+    """The decoder alone as a language model (cross-attention when ``encoder_hidden_states`` are given).
 
-    As in transformers, the loss compares logits and labels position by position (no shift): give labels
-    already aligned with the next token.
+    As in transformers, the loss compares logits and labels at the same position: pass labels already shifted.
     """
 
     def __init__(self, config: BartConfig, *, dtype=None, name=None):
@@ -670,8 +663,8 @@ class TFBartForCausalLM(TFGenerationMixin, TFBartPreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
              head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None, labels=None,
              use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
-        outputs = self.model.decoder(
-            input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
+        outputs = self.get_base_model().decoder(
+            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, head_mask=head_mask,
             cross_attn_head_mask=cross_attn_head_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
             use_cache=self.config_default("use_cache", use_cache),

@@ -1,13 +1,12 @@
-"""Flax (linen) building blocks shared by the families: activations, embeddings, masks, attention, losses.
-
-Also registers the output classes of ``common/outputs.py`` as JAX pytree nodes, so model outputs pass through
-``jax.jit``, ``jax.grad`` and ``jax.pmap``.
+"""Flax (linen) building blocks shared by the families: the vocabulary ``layers_pt`` and ``layers_tf`` share (same
+names, parameters and layouts: attention in [batch, heads, sequence, head_dim]; framework-only helpers live in
+``backend_flax``, which also registers the output classes and the StaticCache as pytree nodes).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -16,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from .activations import ACTIVATIONS
+from . import activations
+from .backend_flax import concrete, dense, given_dtype, inverted_dropout, layer_norm, tied_logits
 from .cache import StaticCache
-from .kernels import table_on_left
-from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
+from .outputs import QuestionAnsweringModelOutput
 from .validation import (
     cache_overflow_error,
     check_cache_room,
@@ -28,15 +27,28 @@ from .validation import (
     check_sequence_classification_labels,
     check_shape,
     check_span_positions,
-    check_token_ids,
     check_token_labels,
-    index_error,
     infer_problem_type,
-    token_id_error,
+    input_shape,
 )
+
+__all__ = [
+    "ACTIVATIONS", "activation",
+    "input_shape", "layer_dropped",
+    "additive_mask", "padding_keep_mask", "causal_keep_mask", "head_mask_per_layer",
+    "split_heads", "merge_heads", "eager_attention", "keys_and_values", "ProjectedAttention",
+    "new_static_cache", "static_cache_slots", "static_cache_update", "check_static_cache_room",
+    "static_cache_keep_mask",
+    "token_loss", "causal_lm_loss", "sequence_classification_loss", "span_loss", "question_answering_output",
+    "Pooler", "LMHead", "ClassificationHead",
+]
 
 Array = Any
 Dtype = Any
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activations: one per name in common/activations.py.
 
 
 def _gelu_fast(x: Array) -> Array:
@@ -48,7 +60,7 @@ def _quick_gelu(x: Array) -> Array:
     return x * jax.nn.sigmoid(1.702 * x)
 
 
-ACT2FN: dict[str, Callable[[Array], Array]] = {
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_python": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
@@ -60,74 +72,26 @@ ACT2FN: dict[str, Callable[[Array], Array]] = {
     "swish": jax.nn.silu,
     "tanh": jnp.tanh,
 }
-assert set(ACT2FN) == set(ACTIVATIONS), "every name in common/activations.py needs a Flax implementation"
+assert set(ACTIVATIONS) == set(activations.ACTIVATIONS), "every name in common/activations.py needs a Flax implementation"
 
 
 def activation(name: str) -> Callable[[Array], Array]:
-    if name not in ACT2FN:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACT2FN)}")
-    return ACT2FN[name]
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Concrete values vs traced values
+# LayerDrop
 
 
-def concrete(x: Array | None) -> np.ndarray | None:
-    """``x`` as a numpy array when its value is known now (eager call), ``None`` under jit/pmap/vmap tracing."""
-    if x is None or isinstance(x, jax.core.Tracer):
-        return None
-    return np.asarray(x)
-
-
-def take_rows(table: Array, ids: Array, low: int = 0, offset: int = 0) -> Array:
-    """Rows ``ids + offset`` of ``table``, where ids outside [low, len(table) - offset) give NaN rows instead of
-    being clamped or wrapped.
-
-    Eager calls validate ids beforehand; under tracing this is what makes bad ids visible in the output.
-    """
-    ids = jnp.asarray(ids)
-    valid = (ids >= low) & (ids < table.shape[0] - offset)
-    rows = jnp.where(valid, ids + offset, table.shape[0])  # jnp.take wraps negative ids even in "fill" mode
-    return jnp.take(table, rows, axis=0, mode="fill", fill_value=jnp.nan)
-
-
-def check_indices(ids: Array, size: int, name: str, what: str | None = None, low: int = 0) -> None:
-    """Raise the shared ValueError for ids outside [low, size) when their values are known now (eager calls);
-    ``what`` None: token ids, checked against the vocabulary of ``size`` tokens.
-
-    Under tracing the same check is a ``checkify.debug_check``: a no-op, unless the caller runs the jitted function
-    through ``jax.experimental.checkify.checkify``, which then returns this error instead of the NaN rows.
-    """
-    values = concrete(ids)
-    if values is not None:
-        if what is None:
-            check_token_ids(values, size, name)
-        else:
-            check_index_range(values, size, name, what, low)
-        return
-    ids = jnp.asarray(ids)
-    if ids.size:
-        message = token_id_error("{}", size, name) if what is None else index_error("{}", size, name, what, low)
-        bad = jnp.where(jnp.min(ids) < low, jnp.min(ids), jnp.max(ids))
-        checkify.debug_check(jnp.all((ids >= low) & (ids < size)), message, bad)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Layers
-
-
-def dense(features: int, std: float, dtype: Dtype, param_dtype: Dtype, *, use_bias: bool = True, name=None):
-    """A Dense layer initialized as Hugging Face does: normal(0, std) kernel, zero bias."""
-    return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
-                    kernel_init=jax.nn.initializers.normal(std), name=name)
-
-
-def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, *, affine: bool = True, name=None):
-    """``affine=False``: no scale and bias (PyTorch's ``elementwise_affine=False``)."""
-    # The two-pass variance, as PyTorch computes it; the fast E[x^2] - E[x]^2 form loses digits.
-    return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
-                        use_bias=affine, use_scale=affine, name=name)
+def layer_dropped(layerdrop: float, rng: Array | None):
+    """LayerDrop: in training (``rng``, a PRNG key for the draw; None otherwise) a layer is skipped with
+    probability ``layerdrop`` (one draw for the batch): a scalar bool for ``jnp.where(dropped, layer input,
+    layer output)``, so the program is the same for every draw; False when nothing can be dropped."""
+    if rng is None or layerdrop == 0.0:
+        return False
+    return jax.random.uniform(rng) < layerdrop
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -154,17 +118,6 @@ class Pooler(_ConfigBlock):
 
     def __call__(self, hidden_states: Array) -> Array:
         return jnp.tanh(self.dense(hidden_states[:, 0]))
-
-
-def tied_logits(hidden_states: Array, table: Array) -> Array:
-    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden], with
-    few rows in the faster layout ``kernels.table_on_left`` picks."""
-    table = table.astype(hidden_states.dtype)
-    rows = math.prod(hidden_states.shape[:-1])
-    if not table_on_left(rows):
-        return hidden_states @ table.T
-    by_vocab = jax.lax.optimization_barrier(table @ hidden_states.reshape(rows, -1).T)
-    return by_vocab.T.reshape(*hidden_states.shape[:-1], table.shape[0])
 
 
 class LMHead(_ConfigBlock):
@@ -207,87 +160,35 @@ class ClassificationHead(_ConfigBlock):
         return self.out_proj(self.dropout(x, deterministic=deterministic))
 
 
-class Embed(nn.Module):
-    """An embedding table (param ``embedding``, as ``nn.Embed``) whose lookup never clamps bad ids.
-
-    ``padding_idx``: as PyTorch's, the lookups of that id pass no gradient to its row. Id i is row i + ``offset``
-    and ids below ``low`` are invalid (OPT's positions: from -1, at rows from 1; the table keeps a row before).
-    """
-
-    num_embeddings: int
-    features: int
-    std: float
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    padding_idx: int | None = None
-    offset: int = 0
-    low: int = 0
-
-    def setup(self):
-        self.embedding = self.param("embedding", jax.nn.initializers.normal(self.std),
-                                    (self.num_embeddings, self.features), self.param_dtype)
-
-    def __call__(self, ids: Array) -> Array:
-        rows = take_rows(self.embedding, ids, self.low, self.offset).astype(self.dtype)
-        if self.padding_idx is None:
-            return rows
-        return jnp.where((jnp.asarray(ids) == self.padding_idx)[..., None], jax.lax.stop_gradient(rows), rows)
-
-    def check(self, ids: Array, name: str, what: str | None = None) -> None:
-        """Raise a clear ValueError for out-of-range ids when their values are known (eager calls); see
-        ``check_indices`` (``what`` None: token ids)."""
-        check_indices(ids, self.num_embeddings - self.offset, name, what, self.low)
-
-
-def checkpointed(layer: type[nn.Module], gradient_checkpointing: bool, static_argnums: tuple[int, ...]):
-    """``layer``'s class, or with ``gradient_checkpointing`` its ``nn.remat``: the layer keeps no activations for
-    the backward pass and recomputes them there (same parameters, same dropout draws). ``static_argnums``: the
-    positions in ``__call__`` (``self`` is 0) of the Python flags, such as ``deterministic``."""
-    return nn.remat(layer, static_argnums=static_argnums) if gradient_checkpointing else layer
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Masks
+# Masks. A "keep" mask holds 1 where attention is allowed; the additive form holds 0 there and the dtype's most
+# negative finite value elsewhere, as Hugging Face builds it, so fully masked rows (uniform softmax) agree too.
 
 
-def additive_mask(mask: Array, dtype: Dtype) -> Array:
-    """1 = attend, 0 = ignore  ->  0 / the dtype's most negative finite value, as Hugging Face builds it.
+def additive_mask(keep: Array, dtype: Dtype) -> Array:
+    return (1.0 - jnp.asarray(keep, dtype)) * jnp.finfo(dtype).min
 
-    With a finite value a fully masked row stays finite (uniform attention), the same in every framework.
+
+def padding_keep_mask(mask: Array, batch: int, query_length: int, key_length: int, name: str) -> Array:
+    """A 2D [batch, keys] or 3D [batch, queries, keys] mask as a [batch, 1, queries or 1, keys] keep mask."""
+    check_mask_shape(name, tuple(np.shape(mask)), batch, query_length, key_length)
+    mask = jnp.asarray(mask)
+    return mask[:, None, None, :] if mask.ndim == 2 else mask[:, None, :, :]
+
+
+def causal_keep_mask(mask: Array, query_length: int) -> Array:
+    """Combine a 2D padding mask [batch, past + queries] with the causal mask: [batch, 1, queries, past + queries].
+
+    The queries are the last ``query_length`` positions; every cached position before them stays visible.
     """
-    mask = jnp.asarray(mask, dtype)
-    return (1.0 - mask) * jnp.finfo(dtype).min
+    mask = jnp.asarray(mask)
+    key_length = mask.shape[1]
+    query_positions = jnp.arange(key_length - query_length, key_length)
+    causal = (jnp.arange(key_length)[None, :] <= query_positions[:, None]).astype(mask.dtype)
+    return causal[None, None, :, :] * mask[:, None, None, :]
 
 
-def causal_mask(query_length: int, key_length: int) -> Array:
-    """[query, key] of 0/1: query i (the last ``query_length`` positions) sees keys up to its own position."""
-    past = key_length - query_length
-    return (jnp.arange(key_length)[None, :] <= jnp.arange(query_length)[:, None] + past).astype(jnp.int32)
-
-
-def attention_bias(mask: Array | None, batch: int, query_length: int, key_length: int, *, causal: bool,
-                   dtype: Dtype, name: str = "attention_mask") -> Array:
-    """An additive attention bias [batch, 1, query | 1, key] from a 2D [batch, key] or 3D [batch, query, key] mask.
-
-    ``causal`` combines a 2D mask with the causal mask (a decoder); a 3D mask is used as given, as in Hugging Face.
-    """
-    if mask is None:
-        mask = jnp.ones((batch, key_length), jnp.int32)
-    shape = tuple(np.shape(mask))
-    check_mask_shape(name, shape, batch, query_length, key_length)
-    if len(shape) == 3:
-        return additive_mask(jnp.asarray(mask)[:, None, :, :], dtype)
-    mask = jnp.asarray(mask)[:, None, None, :]
-    if causal:
-        mask = mask * causal_mask(query_length, key_length)[None, None, :, :]
-    return additive_mask(mask, dtype)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Attention
-
-
-def layer_head_masks(head_mask: Array | None, num_layers: int, num_heads: int,
+def head_mask_per_layer(head_mask: Array | None, num_layers: int, num_heads: int,
                      name: str = "head_mask") -> list[Array | None]:
     """Per-layer multipliers [1, heads, 1, 1] of the attention probabilities from a [heads] or [layers, heads] mask;
     ``name``: the argument's name, for errors."""
@@ -301,57 +202,67 @@ def layer_head_masks(head_mask: Array | None, num_layers: int, num_heads: int,
     return [head_mask[i][None, :, None, None] for i in range(num_layers)]
 
 
-def dropout(x: Array, rate: float, rng: Array | None) -> Array:
-    """Inverted dropout (as torch.nn.Dropout); identity without an rng or with rate 0."""
-    if rng is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+# ---------------------------------------------------------------------------------------------------------------
+# Attention
 
 
-def attention(query: Array, key: Array, value: Array, bias: Array | None, *, score_offset: Array | None = None,
-              head_mask: Array | None = None, dropout_rate: float = 0.0, dropout_rng: Array | None = None,
-              output_attentions: bool = False, scale: float | None = None) -> tuple[Array, Array | None]:
-    """Scaled dot-product attention over heads.
+def split_heads(x: Array, num_heads: int) -> Array:
+    """[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim]."""
+    return jnp.swapaxes(x.reshape(x.shape[:2] + (num_heads, -1)), 1, 2)
 
-    query [batch, q, heads, head_dim], key / value [batch, k, heads, head_dim]; ``bias`` additive, broadcastable to
-    [batch, heads, q, k]; ``score_offset`` (relative positions) is added to the raw scores before scaling, as in
-    Hugging Face. Returns the context [batch, q, heads, head_dim] and the probabilities [batch, heads, q, k] when
-    ``output_attentions`` (after dropout and head mask, as Hugging Face returns them). ``scale`` multiplies the
-    scores instead of dividing them by sqrt(head_dim) (1.0 for queries scaled beforehand, as OPT's are).
 
-    Uses the fused ``jax.nn.dot_product_attention`` unless probabilities, a score offset, a head mask or dropout
-    are needed; both paths agree to float32 rounding, fully masked rows included (uniform weights).
+def merge_heads(x: Array) -> Array:
+    """[batch, heads, seq, head_dim] -> [batch, seq, heads * head_dim]."""
+    batch, heads, seq, head_dim = x.shape
+    return jnp.swapaxes(x, 1, 2).reshape(batch, seq, heads * head_dim)
+
+
+def eager_attention(query: Array, key: Array, value: Array, mask: Array | None = None, *, dropout: float = 0.0,
+                    head_mask: Array | None = None, extra_scores: Sequence[Array] = (), scale: float | None = None,
+                    dropout_rng: Array | None = None) -> tuple[Array, Array]:
+    """Attention written out (XLA fuses it under jit, and drops the probabilities when unused); returns (context
+    [batch, heads, q, head_dim], probabilities [batch, heads, q, k], after dropout and head mask as Hugging Face
+    returns them).
+
+    query [batch, heads, q, head_dim], key / value [batch, heads, k, head_dim]; ``mask`` additive, broadcastable
+    to [batch, heads, q, k]. ``extra_scores`` (relative position scores) are added to the raw scores before the
+    division by sqrt(head_dim), in Hugging Face's order; a ``scale`` given multiplies the scores instead (BART's
+    order; 1.0 when the query was scaled already, as in OPT). Dropout needs ``dropout_rng``.
     """
-    use_dropout = dropout_rng is not None and dropout_rate > 0.0
-    if bias is not None:
-        bias = bias.astype(query.dtype)
-    if not (output_attentions or score_offset is not None or head_mask is not None or use_dropout):
-        return jax.nn.dot_product_attention(query, key, value, bias=bias, scale=scale), None
-    scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
-    if score_offset is not None:
-        scores = scores + score_offset
+    scores = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
+    for extra in extra_scores:
+        scores = scores + extra
     scores = scores / math.sqrt(query.shape[-1]) if scale is None else scores * scale
-    if bias is not None:
-        scores = scores + bias
+    if mask is not None:
+        scores = scores + mask.astype(query.dtype)
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(query.dtype)
-    probs = dropout(probs, dropout_rate, dropout_rng if use_dropout else None)
+    probs = inverted_dropout(probs, dropout, dropout_rng)
     if head_mask is not None:
         probs = probs * jnp.asarray(head_mask, probs.dtype)
-    context = jnp.einsum("bnqk,bknd->bqnd", probs, value)
-    return context, (probs if output_attentions else None)
+    return jnp.einsum("bhqk,bhkd->bhqd", probs, value), probs
+
+
+def keys_and_values(project_key_value, hidden_states: Array, key_value_states: Array | None, past_key_value,
+                    cache_index: Array | None) -> tuple[Array, Array]:
+    """An attention layer's keys and values with its cache entry: cross-attention reuses a cached entry as is (the
+    encoder's keys do not change while decoding); self-attention appends to a dynamic entry or, with
+    ``cache_index``, writes into a StaticCache's slots."""
+    if key_value_states is not None and past_key_value is not None:
+        return tuple(jnp.asarray(t) for t in past_key_value)
+    key, value = project_key_value(hidden_states if key_value_states is None else key_value_states)
+    if past_key_value is None:
+        return key, value
+    if cache_index is not None:
+        return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
+    return (jnp.concatenate([jnp.asarray(past_key_value[0], key.dtype), key], axis=2),
+            jnp.concatenate([jnp.asarray(past_key_value[1], value.dtype), value], axis=2))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Losses, computed as Hugging Face's PyTorch models compute them (float32, mean over counted items)
 
 
-def given_dtype(x) -> np.dtype:
-    """The dtype the caller gave (jnp.asarray turns int64 into int32 without x64, which would change errors)."""
-    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-
-
-def cross_entropy(logits: Array, labels: Array, *, ignore_index: int = -100) -> Array:
+def token_loss(logits: Array, labels: Array, *, ignore_index: int = -100) -> Array:
     """torch.nn.CrossEntropyLoss(ignore_index=...) on [..., classes] logits: the mean over labels not ignored.
 
     All labels ignored gives NaN, as in PyTorch. A label outside [0, classes) raises when known now and gives NaN
@@ -374,13 +285,13 @@ def cross_entropy(logits: Array, labels: Array, *, ignore_index: int = -100) -> 
     return total / jnp.sum(counted).astype(jnp.float32)
 
 
-def mse(predictions: Array, targets: Array) -> Array:
+def _mse(predictions: Array, targets: Array) -> Array:
     """torch.nn.MSELoss (mean; shapes broadcast as PyTorch does)."""
     diff = predictions.astype(jnp.float32) - jnp.asarray(targets, jnp.float32)
     return jnp.mean(jnp.square(diff))
 
 
-def bce_with_logits(logits: Array, targets: Array) -> Array:
+def _bce_with_logits(logits: Array, targets: Array) -> Array:
     """torch.nn.BCEWithLogitsLoss (mean), in the overflow-free form."""
     x = logits.astype(jnp.float32)
     y = jnp.asarray(targets, jnp.float32)
@@ -390,7 +301,7 @@ def bce_with_logits(logits: Array, targets: Array) -> Array:
 def causal_lm_loss(logits: Array, labels: Array) -> Array:
     """Next-token cross entropy: position t predicts label t + 1 (-100 ignored)."""
     check_token_labels(np.shape(labels), given_dtype(labels), logits.shape)
-    return cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
+    return token_loss(logits[:, :-1], jnp.asarray(labels)[:, 1:])
 
 
 def sequence_classification_loss(config, logits: Array, labels: Array) -> Array:
@@ -401,10 +312,10 @@ def sequence_classification_loss(config, logits: Array, labels: Array) -> Array:
     check_sequence_classification_labels(config.problem_type, np.shape(labels), given_dtype(labels), logits.shape)
     labels = jnp.asarray(labels)
     if config.problem_type == "regression":
-        return mse(jnp.squeeze(logits), jnp.squeeze(labels)) if config.num_labels == 1 else mse(logits, labels)
+        return _mse(jnp.squeeze(logits), jnp.squeeze(labels)) if config.num_labels == 1 else _mse(logits, labels)
     if config.problem_type == "single_label_classification":
-        return cross_entropy(logits, labels)
-    return bce_with_logits(logits, labels)
+        return token_loss(logits, labels)
+    return _bce_with_logits(logits, labels)
 
 
 def span_loss(start_logits: Array, end_logits: Array, start_positions: Array, end_positions: Array) -> Array:
@@ -415,57 +326,22 @@ def span_loss(start_logits: Array, end_logits: Array, start_positions: Array, en
         check_span_positions(name, np.shape(positions), given_dtype(positions), start_logits.shape[0])
     start = jnp.clip(jnp.asarray(start_positions).reshape(-1), 0, ignored)
     end = jnp.clip(jnp.asarray(end_positions).reshape(-1), 0, ignored)
-    return (cross_entropy(start_logits, start, ignore_index=ignored)
-            + cross_entropy(end_logits, end, ignore_index=ignored)) / 2
-
-
-def span_logits_and_loss(logits: Array, start_positions: Array | None = None,
-                         end_positions: Array | None = None) -> tuple[Array, Array, Array | None]:
-    """(start logits, end logits, loss or None) from a question-answering head's [batch, seq, 2] output; the loss
-    needs both positions."""
-    start_logits, end_logits = logits[..., 0], logits[..., 1]
-    loss = None
-    if start_positions is not None and end_positions is not None:
-        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-    return start_logits, end_logits, loss
+    return (token_loss(start_logits, start, ignore_index=ignored)
+            + token_loss(end_logits, end, ignore_index=ignored)) / 2
 
 
 def question_answering_output(logits: Array, outputs, start_positions: Array | None = None,
                               end_positions: Array | None = None) -> QuestionAnsweringModelOutput:
-    """An encoder or decoder-only model's question-answering output from its head's [batch, seq, 2] logits."""
-    start_logits, end_logits, loss = span_logits_and_loss(logits, start_positions, end_positions)
+    """An encoder or decoder-only model's question-answering output from its head's [batch, seq, 2] logits; the
+    loss needs both positions."""
+    start_logits, end_logits = logits[..., 0], logits[..., 1]
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
     return QuestionAnsweringModelOutput(
         loss=loss, start_logits=start_logits, end_logits=end_logits,
         hidden_states=outputs.hidden_states, attentions=outputs.attentions,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Outputs as pytrees
-
-_REGISTERED: set[type] = set()
-
-
-def register_outputs() -> None:
-    """Register every output class of ``common/outputs.py`` not yet registered as a JAX pytree node.
-
-    Children are the fields in declaration order (``None`` fields are empty subtrees), so the class and the
-    ``None``-ness of each field survive jit, grad and pmap.
-    """
-    for cls in OUTPUT_CLASSES:
-        if cls in _REGISTERED:
-            continue
-        names = cls.field_names()
-        jax.tree_util.register_pytree_with_keys(
-            cls,
-            lambda out, names=names: (tuple((jax.tree_util.GetAttrKey(n), getattr(out, n)) for n in names), None),
-            lambda _, children, cls=cls: cls(*children),
-            flatten_func=lambda out, names=names: (tuple(getattr(out, n) for n in names), None),
-        )
-        _REGISTERED.add(cls)
-
-
-register_outputs()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -487,6 +363,11 @@ def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: in
     if cross_key_values is not None:
         cross = jax.lax.optimization_barrier([tuple(key_value) for key_value in cross_key_values])
     return StaticCache(tuple((zeros, zeros, *kv) for kv in cross), jnp.asarray(0, jnp.int32))
+
+
+def static_cache_slots(index: Array, new: int) -> Array:
+    """The slots ``index ... index + new - 1`` that ``new`` tokens written at ``index`` occupy."""
+    return jnp.asarray(index, jnp.int32) + jnp.arange(new)
 
 
 def static_cache_update(cache_key: Array, cache_value: Array, key: Array, value: Array,
@@ -538,27 +419,8 @@ def static_cache_keep_mask(attention_mask: Array | None, index: Array, query_len
     if shape != (batch, max_length):
         raise ValueError(f"with a StaticCache, attention_mask must cover all {max_length} cache slots: shape "
                          f"[batch={batch}, {max_length}] (0 for padding), got {list(shape)}")
-    query_slots = jnp.asarray(index, jnp.int32) + jnp.arange(query_length)
-    causal = (jnp.arange(max_length)[None, :] <= query_slots[:, None]).astype(jnp.int32)
+    causal = (jnp.arange(max_length)[None, :] <= static_cache_slots(index, query_length)[:, None]).astype(jnp.int32)
     return causal[None, None, :, :] * jnp.asarray(attention_mask, jnp.int32)[:, None, None, :]
-
-
-def _register_static_cache() -> None:
-    """StaticCache as a pytree node (children: the per-layer arrays, then ``index``), so a cache passes into and
-    out of jit, and the index is an ordinary traced leaf: one compilation serves every step."""
-    try:
-        jax.tree_util.register_pytree_with_keys(
-            StaticCache,
-            lambda c: (((jax.tree_util.GetAttrKey("layers"), c.layers), (jax.tree_util.GetAttrKey("index"), c.index)),
-                       None),
-            lambda _, children: StaticCache(*children),
-            flatten_func=lambda c: ((c.layers, c.index), None),
-        )
-    except ValueError:  # already registered (module reloaded)
-        pass
-
-
-_register_static_cache()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -590,43 +452,27 @@ class ProjectedAttention(nn.Module):
         self.k_proj, self.v_proj, self.q_proj, self.out_proj = (
             dense(self.embed_dim, self.std, self.dtype, self.param_dtype, use_bias=self.use_bias) for _ in range(4))
 
-    def __call__(self, hidden_states: Array, bias: Array | None, head_mask: Array | None = None,
+    def __call__(self, hidden_states: Array, mask: Array | None = None, head_mask: Array | None = None,
                  key_value_states: Array | None = None, past_key_value: tuple[Array, Array] | None = None,
                  cache_index: Array | None = None, deterministic: bool = True, output_attentions: bool = False):
         """Returns (output [batch, queries, embed_dim], probabilities or None, this layer's (key, value))."""
-        head_dim = self.embed_dim // self.num_heads
-        query, scale = self.q_proj(hidden_states), None
+        query, scale = self.q_proj(hidden_states), self.scaling
         if self.scale_query:
-            query, scale = query * head_dim ** -0.5, 1.0
-        key, value = self._keys_and_values(hidden_states, key_value_states, past_key_value, cache_index)
+            query, scale = query * self.scaling, 1.0
+        query = split_heads(query, self.num_heads)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         use_dropout = not deterministic and self.dropout > 0.0
-        context, probs = attention(
-            self._split(query), jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2), bias, head_mask=head_mask,
-            dropout_rate=self.dropout, dropout_rng=self.make_rng("dropout") if use_dropout else None,
-            output_attentions=output_attentions, scale=scale,
+        context, probs = eager_attention(
+            query, key, value, mask, dropout=self.dropout, head_mask=head_mask, scale=scale,
+            dropout_rng=self.make_rng("dropout") if use_dropout else None,
         )
-        return self.out_proj(context.reshape(context.shape[:2] + (-1,))), probs, (key, value)
+        return self.out_proj(merge_heads(context)), probs if output_attentions else None, (key, value)
+
+    @property
+    def scaling(self) -> float:
+        return (self.embed_dim // self.num_heads) ** -0.5
 
     def project_key_value(self, source: Array) -> tuple[Array, Array]:
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
-        return (jnp.swapaxes(self._split(self.k_proj(source)), 1, 2),
-                jnp.swapaxes(self._split(self.v_proj(source)), 1, 2))
-
-    def _split(self, x: Array) -> Array:
-        """[batch, seq, embed_dim] -> [batch, seq, heads, head_dim]."""
-        return x.reshape(x.shape[:2] + (self.num_heads, -1))
-
-    def _keys_and_values(self, hidden_states, key_value_states, past_key_value, cache_index):
-        if key_value_states is not None and past_key_value is not None:
-            return tuple(jnp.asarray(t, self.dtype) for t in past_key_value)
-        key, value = self.project_key_value(hidden_states if key_value_states is None else key_value_states)
-        if past_key_value is None:
-            return key, value
-        if cache_index is not None:
-            return static_cache_update(past_key_value[0], past_key_value[1], key, value, cache_index)
-        return (jnp.concatenate([jnp.asarray(past_key_value[0], key.dtype), key], axis=2),
-                jnp.concatenate([jnp.asarray(past_key_value[1], value.dtype), value], axis=2))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Model plumbing
+        return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)

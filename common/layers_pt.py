@@ -1,4 +1,5 @@
-"""PyTorch building blocks shared by every family: activations, masks, attention, losses, weight init.
+"""PyTorch building blocks shared by every family: the vocabulary ``layers_tf`` and ``layers_flax`` share (same
+names, parameters and layouts; framework-only helpers live in ``backend_pt``).
 
 Each function follows transformers 4.57.6's arithmetic (same operations in the same order), so models built
 from them agree with Hugging Face's to float32 rounding.
@@ -9,25 +10,34 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import ml_dtypes
-import numpy as np
 import torch
-import torch.utils.checkpoint
 from torch import nn
 from torch.nn import functional as F
 
+from .backend_pt import sdpa_attention
 from .cache import StaticCache
 from .config import PretrainedConfig
+from .outputs import QuestionAnsweringModelOutput
 from .validation import (
-    check_index_range,
     check_mask_shape,
     check_sequence_classification_labels,
     check_shape,
     check_span_positions,
-    check_token_ids,
     check_token_labels,
     infer_problem_type,
+    input_shape,
 )
+
+__all__ = [
+    "ACTIVATIONS", "activation",
+    "input_shape", "layer_dropped",
+    "additive_mask", "padding_keep_mask", "causal_keep_mask", "head_mask_per_layer",
+    "split_heads", "merge_heads", "eager_attention", "keys_and_values", "ProjectedAttention",
+    "new_static_cache", "static_cache_slots", "static_cache_update", "check_static_cache_room",
+    "static_cache_keep_mask",
+    "token_loss", "causal_lm_loss", "sequence_classification_loss", "span_loss", "question_answering_output",
+    "Pooler", "LMHead", "ClassificationHead",
+]
 
 # ----------------------------------------------------------------------------------------------------------------
 # Activations: one per name in common/activations.py.
@@ -53,7 +63,7 @@ def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(1.702 * x)
 
 
-ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
     "gelu_python": _gelu_python,
     "gelu_new": _gelu_new,
@@ -69,27 +79,9 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
-        return ACTIVATION_FUNCTIONS[name]
+        return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATION_FUNCTIONS)}") from None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Input checks on concrete tensors: only the extremes leave the device, so the check costs two reductions.
-
-
-def _extremes(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.numel() == 0:
-        return np.zeros((0,), dtype=np.int64)
-    return torch.stack([tensor.min(), tensor.max()]).cpu().numpy()
-
-
-def check_ids(ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    check_token_ids(_extremes(ids), vocab_size, name)
-
-
-def check_indices(ids: torch.Tensor, size: int, name: str, what: str) -> None:
-    check_index_range(_extremes(ids), size, name, what)
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,10 +134,11 @@ def eager_attention(
     value: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
-    dropout_p: float = 0.0,
+    dropout: float = 0.0,
     head_mask: torch.Tensor | None = None,
     extra_scores: Sequence[torch.Tensor] = (),
     scale: float | None = None,
+    training: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention written out, returning (context [batch, heads, q, head_dim], probabilities [batch, heads, q, k]).
 
@@ -159,23 +152,10 @@ def eager_attention(
     if mask is not None:
         scores = scores + mask
     probs = F.softmax(scores, dim=-1)
-    probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0.0)
+    probs = F.dropout(probs, p=dropout, training=training)
     if head_mask is not None:
         probs = probs * head_mask
     return torch.matmul(probs, value), probs
-
-
-def sdpa_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    *,
-    dropout_p: float = 0.0,
-    scale: float | None = None,
-) -> torch.Tensor:
-    """The fused kernel; ``scale=None`` is its default 1/sqrt(head_dim)."""
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
 
 def head_mask_per_layer(head_mask: torch.Tensor | None, num_layers: int, num_heads: int, dtype: torch.dtype,
@@ -310,12 +290,12 @@ class ProjectedAttention(nn.Module):
         query = split_heads(query, self.num_heads)
         key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
                                      cache_index)
-        dropout_p = self.dropout if self.training else 0.0
         if output_attentions or head_mask is not None:
-            context, probs = eager_attention(query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
-                                             scale=scale)
+            context, probs = eager_attention(query, key, value, mask, dropout=self.dropout, head_mask=head_mask,
+                                             scale=scale, training=self.training)
         else:
-            context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p, scale=scale), None
+            context = sdpa_attention(query, key, value, mask, dropout=self.dropout, scale=scale, training=self.training)
+            probs = None
         return self.out_proj(merge_heads(context)), probs, (key, value)
 
     def project_key_value(self, source):
@@ -342,16 +322,17 @@ def keys_and_values(project_key_value, hidden_states, key_value_states, past_key
 # Losses, as Hugging Face computes them.
 
 
-def token_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Cross entropy over every position; labels of -100 are ignored (mean over the rest)."""
+def token_loss(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100) -> torch.Tensor:
+    """Cross entropy over every position [..., classes]; labels equal to ``ignore_index`` are left out of the
+    mean (NaN when all are)."""
     check_token_labels(tuple(labels.shape), labels.dtype, tuple(logits.shape))
-    return F.cross_entropy(logits.reshape(-1, num_classes), labels.reshape(-1))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab_size: int) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross entropy: position i predicts label i + 1; computed in float32."""
     check_token_labels(tuple(labels.shape), labels.dtype, tuple(logits.shape))
-    return token_loss(logits[:, :-1].float(), labels[:, 1:], vocab_size)
+    return token_loss(logits[:, :-1].float(), labels[:, 1:])
 
 
 def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor):
@@ -368,7 +349,7 @@ def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor,
             return F.mse_loss(logits.squeeze(), labels.squeeze())
         return F.mse_loss(logits, labels)
     if config.problem_type == "single_label_classification":
-        return token_loss(logits, labels, num_labels)
+        return token_loss(logits, labels)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
@@ -386,16 +367,18 @@ def span_loss(start_logits, end_logits, start_positions, end_positions) -> torch
     return (start_loss + end_loss) / 2
 
 
-def span_logits_and_loss(logits, start_positions=None, end_positions=None):
-    """(start logits, end logits, loss or None) from a question-answering head's [batch, seq, 2] output; the loss
-    needs both positions."""
+def question_answering_output(logits, outputs, start_positions=None,
+                              end_positions=None) -> QuestionAnsweringModelOutput:
+    """An encoder or decoder-only model's question-answering output from its head's [batch, seq, 2] logits; the
+    loss needs both positions."""
     start_logits, end_logits = logits.split(1, dim=-1)
     start_logits = start_logits.squeeze(-1).contiguous()
     end_logits = end_logits.squeeze(-1).contiguous()
     loss = None
     if start_positions is not None and end_positions is not None:
         loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-    return start_logits, end_logits, loss
+    return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                        hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -452,61 +435,7 @@ class ClassificationHead(nn.Module):
 # Model plumbing shared by the families' forward passes.
 
 
-def tuple_or_none(values):
-    """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
-    return tuple(values) if values is not None else None
-
-
-def layer_dropped(module: nn.Module, layerdrop: float) -> bool:
+def layer_dropped(layerdrop: float, training: bool) -> bool:
     """LayerDrop: in training skip a whole layer with probability ``layerdrop``. A draw is taken at every layer,
     as transformers does, so seeded training runs consume the same random numbers."""
-    return module.training and bool(torch.rand([]) < layerdrop)
-
-
-def run_layer(stack: nn.Module, layer: nn.Module, *args):
-    """``layer(*args)``. With gradient checkpointing on for ``stack`` (``gradient_checkpointing_enable()``) in
-    training, the layer keeps no activations for the backward pass and recomputes them there instead (the same
-    dropout draws: torch.utils.checkpoint restores the random state)."""
-    if stack.gradient_checkpointing and stack.training and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
-    return layer(*args)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Weight init and conversion to and from numpy.
-
-
-def init_module(module: nn.Module, std: float) -> None:
-    """Hugging Face's init: normal(0, std) for linear and embedding weights, zero biases and padding rows,
-    LayerNorm ones and zeros."""
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
-        nn.init.ones_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor as numpy; bfloat16 through ml_dtypes, bit for bit."""
-    tensor = tensor.detach().cpu()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
-
-
-def from_numpy(array: np.ndarray) -> torch.Tensor:
-    """A numpy array (possibly read-only, possibly ml_dtypes bfloat16) copied into a tensor."""
-    if array.dtype == ml_dtypes.bfloat16:
-        return torch.tensor(array.view(np.int16)).view(torch.bfloat16)
-    return torch.tensor(array)
+    return training and bool(torch.rand([]) < layerdrop)

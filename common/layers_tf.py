@@ -1,4 +1,6 @@
-"""Keras 3 (TensorFlow backend) building blocks shared by every family's ``modeling_tf.py``.
+"""Keras 3 (TensorFlow backend) building blocks shared by every family's ``modeling_tf.py``: the vocabulary
+``layers_pt`` and ``layers_flax`` share (same names, parameters and layouts; framework-only helpers live in
+``backend_tf``).
 
 Parameters live in Keras layers (Dense, LayerNormalization, Embedding) built at construction from the config's
 sizes, so a model has all its variables before its first call; the computations use TensorFlow ops.
@@ -10,42 +12,34 @@ import math
 from collections.abc import Sequence
 
 import keras
-import numpy as np
-import optree
 import tensorflow as tf
-from tensorflow.compiler.tf2xla.python import xla
 
-from .activations import ACTIVATIONS
+from . import activations, validation
+from .backend_tf import Block, dense, dim, known, layer_norm, static_shape, tied_logits
 from .cache import StaticCache
-from .kernels import table_on_left
-from .outputs import OUTPUT_CLASSES, QuestionAnsweringModelOutput
+from .outputs import QuestionAnsweringModelOutput
 from .training_tf import global_mean
 from .validation import (
     cache_overflow_error,
     check_cache_room,
-    check_index_range,
     check_mask_shape,
     check_sequence_classification_labels,
-    check_sequence_length,
     check_shape,
     check_span_positions,
-    check_token_ids,
     check_token_labels,
     infer_problem_type,
 )
 
-
-def require_tensorflow_backend() -> None:
-    """Our TF classes are written against Keras 3 on TensorFlow; other backends would fail deep inside a call."""
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise ImportError(
-            f"rosettazoo's TF models need Keras on the TensorFlow backend, but Keras is set to {backend!r}; "
-            f"set the environment variable KERAS_BACKEND=tensorflow before importing keras"
-        )
-
-
-require_tensorflow_backend()
+__all__ = [
+    "ACTIVATIONS", "activation",
+    "input_shape", "layer_dropped",
+    "additive_mask", "padding_keep_mask", "causal_keep_mask", "head_mask_per_layer",
+    "split_heads", "merge_heads", "eager_attention", "keys_and_values", "ProjectedAttention",
+    "new_static_cache", "static_cache_slots", "static_cache_update", "check_static_cache_room",
+    "static_cache_keep_mask",
+    "token_loss", "causal_lm_loss", "sequence_classification_loss", "span_loss", "question_answering_output",
+    "Pooler", "LMHead", "ClassificationHead",
+]
 
 
 # ---------------------------------------------------------------- activations
@@ -58,7 +52,7 @@ def _gelu_fast(x):
     return 0.5 * x * (1.0 + tf.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
 
 
-_ACTIVATION_FUNCTIONS = {
+ACTIVATIONS = {
     "gelu": lambda x: tf.nn.gelu(x, approximate=False),
     "gelu_python": lambda x: tf.nn.gelu(x, approximate=False),
     "gelu_new": _gelu_tanh,
@@ -70,61 +64,32 @@ _ACTIVATION_FUNCTIONS = {
     "swish": tf.nn.silu,
     "tanh": tf.tanh,
 }
-assert set(_ACTIVATION_FUNCTIONS) == set(ACTIVATIONS), "layers_tf must implement every name in ACTIVATIONS"
+assert set(ACTIVATIONS) == set(activations.ACTIVATIONS), "layers_tf must implement every name in activations.py"
 
 
 def activation(name: str):
-    if name not in _ACTIVATION_FUNCTIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATION_FUNCTIONS)}")
-    return _ACTIVATION_FUNCTIONS[name]
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
-# ---------------------------------------------------------------- parameter layers, built from the config's sizes
+# ---------------------------------------------------------------- inputs and LayerDrop
 
-def dense(units: int, input_dim: int, std: float, name: str, dtype, use_bias: bool = True) -> keras.layers.Dense:
-    """A Dense layer initialized as Hugging Face does (normal(0, std) kernel, zero bias), already built."""
-    layer = keras.layers.Dense(
-        units, use_bias=use_bias, kernel_initializer=keras.initializers.RandomNormal(stddev=std),
-        bias_initializer="zeros", name=name, dtype=dtype,
-    )
-    layer.build((input_dim,))
-    return layer
+def input_shape(ids, embeds, ids_name: str = "input_ids", embeds_name: str = "inputs_embeds"):
+    """(batch, sequence) of exactly one of token ids [batch, seq] or embeddings [batch, seq, hidden]: Python ints,
+    or in a graph scalar tensors for the dimensions not known yet."""
+    validation.input_shape(ids, embeds, ids_name, embeds_name)
+    given = tf.convert_to_tensor(ids if ids is not None else embeds)
+    return dim(given, 0), dim(given, 1)
 
 
-def layer_norm(size: int, eps: float, name: str, dtype, affine: bool = True) -> keras.layers.LayerNormalization:
-    """``affine=False``: no weight and bias (PyTorch's ``elementwise_affine=False``)."""
-    layer = keras.layers.LayerNormalization(epsilon=eps, name=name, dtype=dtype, center=affine, scale=affine)
-    layer.build((size,))
-    return layer
-
-
-def embedding(count: int, width: int, std: float, name: str, dtype, padding_idx: int | None = None):
-    """An embedding table; the padding row starts at zero, as PyTorch's ``padding_idx`` makes it."""
-    layer = keras.layers.Embedding(
-        count, width, embeddings_initializer=keras.initializers.RandomNormal(stddev=std), name=name, dtype=dtype,
-    )
-    layer.build()
-    if padding_idx is not None:
-        table = layer.embeddings
-        table.assign(tf.tensor_scatter_nd_update(
-            tf.convert_to_tensor(table), [[padding_idx]], tf.zeros([1, width], table.dtype)))
-    return layer
-
-
-class Block(keras.layers.Layer):
-    """Base of our composite layers.
-
-    Keras layers have a read-only ``output`` property, and Hugging Face names sublayers ``output``; our attribute
-    names must equal theirs, so the class attribute here lets an instance attribute of that name exist.
-    """
-
-    output = None
-
-    @property
-    def output_sublayer(self):
-        """The ``output`` sublayer under a name Keras' saving visits (it skips ``output``, a name of its own), so
-        ``save_weights`` / ``model.save`` keep its weights."""
-        return self.__dict__.get("output")
+def layer_dropped(layerdrop: float, training: bool):
+    """LayerDrop: in training a layer is skipped with probability ``layerdrop`` (one draw for the batch): a scalar
+    bool tensor for ``tf.where(dropped, layer input, layer output)``, so the graph is the same for every draw;
+    False when nothing can be dropped."""
+    if not training or layerdrop == 0:
+        return False
+    return tf.random.uniform([]) < layerdrop
 
 
 # ---------------------------------------------------------------- float heads of RoBERTa-style encoders
@@ -143,24 +108,6 @@ class Pooler(Block):
 
     def call(self, hidden_states):
         return tf.tanh(self.dense(hidden_states[:, 0]))
-
-
-@tf.custom_gradient
-def _optimization_barrier(x):
-    """XLA's optimization barrier, with the identity's gradient (the op has none of its own)."""
-    return xla.optimization_barrier(x)[0], lambda upstream: upstream
-
-
-def tied_logits(hidden_states, table):
-    """``hidden_states @ table.T``: scores of every row [..., hidden] against a token table [vocab, hidden], with
-    few rows in the faster layout ``kernels.table_on_left`` picks (static shapes only)."""
-    table = tf.cast(table, hidden_states.dtype)
-    leading = hidden_states.shape[:-1]
-    if not leading.is_fully_defined() or not table_on_left(leading.num_elements()):
-        return tf.matmul(hidden_states, table, transpose_b=True)
-    rows = tf.reshape(hidden_states, (leading.num_elements(), -1))
-    by_vocab = _optimization_barrier(tf.matmul(table, rows, transpose_b=True))
-    return tf.reshape(tf.transpose(by_vocab), (*leading, table.shape[0]))
 
 
 class LMHead(Block):
@@ -203,143 +150,6 @@ class ClassificationHead(Block):
         return self.out_proj(x)
 
 
-def run_layer(stack, layer, *args, training: bool = False, **kwargs):
-    """``layer(*args, training=training, **kwargs)``. With gradient checkpointing on for ``stack``
-    (``gradient_checkpointing_enable()``) in training, the layer keeps no activations for the backward pass and
-    recomputes them there (``tf.recompute_grad``); the float tensors among the arguments get gradients."""
-    if not (stack.gradient_checkpointing and training):
-        return layer(*args, training=training, **kwargs)
-    leaves, treedef = optree.tree_flatten((args, kwargs), none_is_leaf=True)
-    inputs = [i for i, leaf in enumerate(leaves) if _is_float_tensor(leaf)]
-    # The layer's non-trainable state (dropout seed counters, I-BERT's ranges) as the forward pass finds it:
-    # the recomputation starts from it again, so it draws the same dropout masks, then leaves the state as the
-    # forward pass left it.
-    state = [v for v in layer.variables if not v.trainable]
-    before = [tf.identity(v.value) for v in state]
-    outputs = {}
-
-    def call(*tensors):
-        filled = list(leaves)
-        for i, tensor in zip(inputs, tensors):
-            filled[i] = tensor
-        call_args, call_kwargs = optree.tree_unflatten(treedef, filled)
-        recomputing = "leaves" in outputs
-        if recomputing:
-            after = [tf.identity(v.value) for v in state]
-            for variable, value in zip(state, before):
-                variable.assign(value)
-        out_leaves, out_treedef = optree.tree_flatten(layer(*call_args, training=True, **call_kwargs),
-                                                      none_is_leaf=True)
-        if recomputing:
-            for variable, value in zip(state, after):
-                variable.assign(value)
-        else:
-            outputs.update(leaves=out_leaves, treedef=out_treedef)
-        # tf.recompute_grad passes gradients through tensors only: the float outputs go through it, the rest
-        # (None fields) is put back around them.
-        return [leaf for leaf in out_leaves if _is_float_tensor(leaf)]
-
-    flat = iter(tf.recompute_grad(call)(*(leaves[i] for i in inputs)))
-    out_leaves = [next(flat) if _is_float_tensor(leaf) else leaf for leaf in outputs["leaves"]]
-    return optree.tree_unflatten(outputs["treedef"], out_leaves)
-
-
-def _is_float_tensor(value) -> bool:
-    return isinstance(value, (tf.Tensor, tf.Variable)) and value.dtype.is_floating
-
-
-def tuple_or_none(values):
-    """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
-    return tuple(values) if values is not None else None
-
-
-# ---------------------------------------------------------------- input checks
-
-def static_shape(tensor) -> list[int | None]:
-    return list(tensor.shape)
-
-
-def check_shape_compatible(name: str, tensor, expected: Sequence[int | None], meaning: str = "") -> None:
-    """``validation.check_shape`` that lets unknown (graph-mode) dimensions pass."""
-    shape = static_shape(tensor)
-    fits = len(shape) == len(expected) and all(
-        a is None or b is None or a == b for a, b in zip(shape, expected))
-    if not fits:
-        check_shape(name, shape, expected, meaning)
-
-
-@tf.custom_gradient
-def dense_gradient(table):
-    """``table`` unchanged, with a dense gradient, as PyTorch's embeddings give: Keras 3's Adam-family optimizers
-    square a sparse (IndexedSlices) gradient before summing the slices of repeated ids, so a row looked up k times
-    in a batch would step sqrt(k) times too far."""
-    return tf.identity(table), tf.convert_to_tensor
-
-
-def gather(table, ids):
-    """``tf.gather`` of embedding rows, with the table's gradient dense (``dense_gradient``)."""
-    return tf.gather(dense_gradient(tf.convert_to_tensor(table)), ids)
-
-
-def lookup_token_ids(table, ids, vocab_size: int, name: str = "input_ids"):
-    """``tf.gather(table, ids)`` for token ids, checked against the vocabulary (see ``_guarded_gather``)."""
-    if tf.executing_eagerly():
-        check_token_ids(np.asarray(ids), vocab_size, name)
-        return gather(table, ids)
-    return _guarded_gather(table, ids, 0, vocab_size, 0,
-                           f"{name} holds a token id outside the vocabulary [0, {vocab_size})")
-
-
-def lookup_indices(table, ids, size: int, name: str, what: str, low: int = 0, offset: int = 0):
-    """Rows ``ids + offset`` of ``table`` for other indices (positions, token types), which must lie in
-    [``low``, ``size``) (OPT: positions from -1, at rows from 1)."""
-    if tf.executing_eagerly():
-        check_index_range(np.asarray(ids), size, name, what, low)
-        return gather(table, ids + offset)
-    return _guarded_gather(table, ids, low, size, offset, f"{name} holds an index outside [{low}, {size}) allowed by {what}")
-
-
-def _guarded_gather(table, ids, low: int, high: int, offset: int, message: str):
-    """A gather for graph mode, where the ids are not known yet.
-
-    An assert (InvalidArgumentError in a plain graph) runs before the gather; XLA drops asserts, so the rows of
-    ids outside [low, high) are also NaN (``gather_rows``). (Eagerly the callers raise the shared ValueError.)
-    """
-    with tf.control_dependencies([
-        tf.debugging.assert_greater_equal(ids, tf.cast(low, ids.dtype), message=message),
-        tf.debugging.assert_less(ids, tf.cast(high, ids.dtype), message=message),
-    ]):
-        ids = tf.identity(ids)
-    return gather_rows(table, ids, low, high, offset)
-
-
-def gather_rows(table, ids, low: int, high: int, offset: int = 0):
-    """Rows ``ids + offset`` of ``table``, NaN where an id lies outside [low, high): XLA's gather clamps a bad index
-    to a real row, which would give a plausible, wrong answer."""
-    valid = indices_in_range(ids, low, high)
-    rows = gather(table, tf.where(valid, ids + tf.cast(offset, ids.dtype), tf.zeros_like(ids)))
-    return tf.where(valid[..., None], rows, tf.cast(float("nan"), rows.dtype))
-
-
-def indices_in_range(ids, low: int, high: int):
-    return tf.logical_and(ids >= tf.cast(low, ids.dtype), ids < tf.cast(high, ids.dtype))
-
-
-def check_length(length, limit: int, what: str = "max_position_embeddings") -> None:
-    """``validation.check_sequence_length`` for a length that is a Python int or, in a graph, a tensor."""
-    if isinstance(length, int):
-        check_sequence_length(length, limit, what)
-    else:
-        tf.debugging.assert_less_equal(
-            length, limit, message=f"sequence length exceeds the {limit} positions the model allows ({what})")
-
-
-def dim(tensor, axis: int):
-    """A dimension as a Python int when static, else as a scalar tensor."""
-    value = tensor.shape[axis]
-    return value if value is not None else tf.shape(tensor)[axis]
-
-
 # ---------------------------------------------------------------- attention masks
 # A "keep" mask holds 1 where attention is allowed; the additive form holds 0 there and the dtype's most negative
 # finite value elsewhere, as Hugging Face builds it, so fully masked rows (uniform softmax) agree too.
@@ -348,14 +158,10 @@ def additive_mask(keep, dtype):
     return (1.0 - tf.cast(keep, dtype)) * tf.as_dtype(dtype).min
 
 
-def _known(value):
-    return value if isinstance(value, int) else None
-
-
 def padding_keep_mask(mask, batch, query_length, key_length, name: str):
     """A 2D [batch, keys] or 3D [batch, queries, keys] mask as a [batch, 1, queries or 1, keys] keep mask."""
     mask = tf.convert_to_tensor(mask)
-    check_mask_shape(name, static_shape(mask), _known(batch), _known(query_length), _known(key_length))
+    check_mask_shape(name, static_shape(mask), known(batch), known(query_length), known(key_length))
     return mask[:, None, None, :] if mask.shape.rank == 2 else mask[:, None, :, :]
 
 
@@ -485,43 +291,18 @@ def span_loss(start_logits, end_logits, start_positions, end_positions):
     return (loss(start_logits, start_positions) + loss(end_logits, end_positions)) / 2
 
 
-def question_answering_output(logits, outputs) -> QuestionAnsweringModelOutput:
-    """An encoder or decoder-only model's question-answering output (no loss yet) from its head's [batch, seq, 2]
-    logits; the model's ``head_loss`` adds the loss from ``span_labels``."""
+def question_answering_output(logits, outputs, start_positions=None,
+                              end_positions=None) -> QuestionAnsweringModelOutput:
+    """An encoder or decoder-only model's question-answering output from its head's [batch, seq, 2] logits; the
+    loss needs both positions."""
     start_logits, end_logits = tf.unstack(logits, num=2, axis=-1)
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions)
     return QuestionAnsweringModelOutput(
-        start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
+        loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
         attentions=outputs.attentions,
     )
-
-
-def span_labels(start_positions, end_positions) -> dict | None:
-    """The labels a question-answering head's loss reads: both positions, or None unless both are given."""
-    if start_positions is None or end_positions is None:
-        return None
-    return {"start_positions": start_positions, "end_positions": end_positions}
-
-
-# ---------------------------------------------------------------- outputs as Keras tree nodes
-
-def _flatten_output(output):
-    keys = sorted(output.keys())  # sorted like dicts, so Keras (optree) and tf.nest agree on leaf order
-    return [output[k] for k in keys], keys, keys
-
-
-def _register_outputs() -> None:
-    """Make our output dataclasses Keras tree nodes, so fit/evaluate/predict can map over their tensors."""
-    for cls in OUTPUT_CLASSES:
-        try:
-            optree.register_pytree_node(
-                cls, _flatten_output, lambda keys, values, cls=cls: cls(**dict(zip(keys, values))),
-                namespace="keras",
-            )
-        except ValueError:  # already registered (module reloaded)
-            pass
-
-
-_register_outputs()
 
 
 # ---------------------------------------------------------------- static cache, for compiled generation
@@ -537,6 +318,11 @@ def new_static_cache(num_layers: int, batch: int, num_heads: int, max_length: in
     return StaticCache(tuple((zeros, zeros, *kv) for kv in cross), tf.constant(0, tf.int32))
 
 
+def static_cache_slots(index, new: int):
+    """The slots ``index ... index + new - 1`` that ``new`` tokens written at ``index`` occupy."""
+    return tf.cast(index, tf.int32) + tf.range(new)
+
+
 def static_cache_update(cache_key, cache_value, key, value, index):
     """Write ``key``/``value`` [batch, heads, new, head_dim] into slots ``index ... index + new - 1`` of the
     cache tensors [batch, heads, max_length, head_dim]; returns the updated (cache_key, cache_value).
@@ -548,7 +334,7 @@ def static_cache_update(cache_key, cache_value, key, value, index):
     """
     max_length, new = cache_key.shape[2], key.shape[2]
     overflow = check_static_cache_room(index, new, max_length)
-    slots = tf.minimum(tf.cast(index, tf.int32) + tf.range(new), max_length - 1)
+    slots = tf.minimum(static_cache_slots(index, new), max_length - 1)
     shape = tf.shape(key)
     rows, heads, slots = tf.meshgrid(tf.range(shape[0]), tf.range(shape[1]), slots, indexing="ij")
     positions = tf.stack([rows, heads, slots], axis=-1)  # [batch, heads, new, 3]
@@ -589,27 +375,8 @@ def static_cache_keep_mask(attention_mask, index, query_length: int, max_length:
             f"with a StaticCache, attention_mask must cover all {max_length} cache slots: shape "
             f"[batch={batch}, {max_length}] (0 for padding), got {shape}"
         )
-    query_slots = tf.cast(index, tf.int32) + tf.range(query_length)
-    causal = tf.range(max_length)[None, :] <= query_slots[:, None]
+    causal = tf.range(max_length)[None, :] <= static_cache_slots(index, query_length)[:, None]
     return tf.cast(causal, dtype)[None, None, :, :] * attention_mask[:, None, None, :]
-
-
-def _register_static_cache() -> None:
-    """StaticCache as a tree node for Keras (optree) and for tf.nest / tf.function (its custom nest protocol),
-    so a cache passes into and out of compiled functions and Keras' predict."""
-    try:
-        optree.register_pytree_node(
-            StaticCache, lambda c: ([c.layers, c.index], None, ["layers", "index"]),
-            lambda _, children: StaticCache(*children), namespace="keras",
-        )
-    except ValueError:  # already registered (module reloaded)
-        pass
-    StaticCache.__len__ = lambda self: len(self.layers)  # Keras sizes every nested call argument
-    StaticCache.__tf_flatten__ = lambda self: (None, (self.layers, self.index))
-    StaticCache.__tf_unflatten__ = classmethod(lambda cls, _, components: cls(*components))
-
-
-_register_static_cache()
 
 
 def keys_and_values(project_key_value, hidden_states, key_value_states, past_key_value, cache_index):
@@ -671,4 +438,3 @@ class ProjectedAttention(Block):
     def project_key_value(self, source):
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.k_proj(source), self.num_heads), split_heads(self.v_proj(source), self.num_heads)
-

@@ -21,7 +21,7 @@ from flax import traverse_util
 
 from ..conversion import WeightsSpec
 from ..generation.config import GenerationConfig
-from . import layers_flax  # noqa: F401  (registers the output classes as pytree nodes)
+from . import backend_flax  # noqa: F401  (registers the output classes as pytree nodes)
 from .config import PretrainedConfig
 from .pretrained import (
     load_config,
@@ -44,6 +44,10 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def unflatten_params(flat: Mapping[str, Any]) -> Params:
     return traverse_util.unflatten_dict(dict(flat), sep=".")
+
+
+# Inputs that are the labels of a head's loss: a module lists those it takes in its class constant ``label_names``.
+LABEL_INPUTS = ("labels", "start_positions", "end_positions")
 
 
 class FlaxPreTrainedModel:
@@ -168,10 +172,24 @@ class FlaxPreTrainedModel:
 
     # -- calling -----------------------------------------------------------------------------------------------
 
+    def checked_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """``inputs`` without the labels not given. A label the model does not take (not in its module's class
+        constant ``label_names``), or a cache given to a module whose ``takes_cache`` is False (a head that does not
+        decode), is refused as PyTorch refuses an unknown argument."""
+        module = type(self.module)
+        given = {name for name in LABEL_INPUTS if inputs.get(name) is not None}
+        refused = given - set(getattr(module, "label_names", ()))
+        if inputs.get("past_key_values") is not None and not getattr(module, "takes_cache", True):
+            refused.add("past_key_values")
+        if refused:
+            raise TypeError(f"{type(self).__name__} takes no {', '.join(sorted(refused))}")
+        return {name: value for name, value in inputs.items() if name in given or name not in LABEL_INPUTS}
+
     def apply_module(self, params: Params | None, dropout_rng: jax.Array | None, train: bool,
                      return_dict: bool | None, method: Any = None, **inputs: Any):
-        """Run the linen module (or ``method(module, **inputs, deterministic=...)``, e.g. an encoder alone):
-        dropout only when ``train`` (which then needs ``dropout_rng``)."""
+        """Run the linen module (or ``method(module, **inputs, deterministic=...)``, e.g. an encoder alone) on the
+        ``checked_inputs``: dropout only when ``train`` (which then needs ``dropout_rng``)."""
+        inputs = self.checked_inputs(inputs)
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
         rngs = {"dropout": dropout_rng} if train else {}

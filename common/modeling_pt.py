@@ -18,9 +18,9 @@ from torch import nn
 
 from ..conversion import WeightsSpec
 from ..generation.config import GenerationConfig
+from .backend_pt import TORCH_DTYPES, from_numpy, init_module, to_numpy
 from .config import PretrainedConfig
 from .gradient_checkpointing import LayerStackCheckpointing
-from .layers_pt import TORCH_DTYPES, from_numpy, init_module, to_numpy
 from .pretrained import (
     load_config,
     load_generation_config,
@@ -165,18 +165,25 @@ class PreTrainedModel(LayerStackCheckpointing, nn.Module):
 
     # -- weights as numpy --------------------------------------------------------------------------------------
 
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """{canonical name: tensor} of every distinct parameter (a tied parameter under its first name) and every
+        persistent buffer: buffers in the state dict are checkpoint tensors too (BART's final_logits_bias, I-BERT's
+        quantization state), loaded and saved with the parameters."""
+        saved = set(self.state_dict(keep_vars=True))
+        buffers = {name: buffer for name, buffer in self.named_buffers() if name in saved}
+        return {**dict(self.named_parameters()), **buffers}
+
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """{canonical name: shape} of every distinct parameter (a tied parameter under its first name)."""
-        return {name: tuple(p.shape) for name, p in self.named_parameters()}
+        return {name: tuple(t.shape) for name, t in self.checkpoint_tensors().items()}
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
-        parameters = dict(self.named_parameters())
+        tensors = self.checkpoint_tensors()
         with torch.no_grad():
             for name, array in arrays.items():
-                parameters[name].copy_(from_numpy(array))
+                tensors[name].copy_(from_numpy(np.asarray(array)))
 
     def numpy_weights(self) -> dict[str, np.ndarray]:
-        return {name: to_numpy(p) for name, p in self.named_parameters()}
+        return {name: to_numpy(t) for name, t in self.checkpoint_tensors().items()}
 
     # -- from_pretrained / save_pretrained ---------------------------------------------------------------------
 

@@ -24,9 +24,9 @@ import tensorflow as tf
 
 from ..conversion import WeightsSpec
 from ..generation.config import GenerationConfig
+from .backend_tf import require_tensorflow_backend
 from .config import PretrainedConfig
 from .gradient_checkpointing import LayerStackCheckpointing
-from .layers_tf import require_tensorflow_backend
 from .outputs import ModelOutput
 from .pretrained import (
     load_config,

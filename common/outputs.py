@@ -215,6 +215,14 @@ class Seq2SeqQuestionAnsweringModelOutput(ModelOutput):
     encoder_attentions: Any = None
 
 
+SEQ2SEQ_FIELDS = tuple(name for name in Seq2SeqModelOutput.__dataclass_fields__ if name != "last_hidden_state")
+
+
+def seq2seq_fields(outputs: Seq2SeqModelOutput) -> dict:
+    """The fields a seq2seq head copies from its base model's output (all but the last hidden state)."""
+    return {name: getattr(outputs, name) for name in SEQ2SEQ_FIELDS}
+
+
 def as_encoder_output(encoder_outputs) -> BaseModelOutput:
     """The encoder's output given as an output object, a mapping, a tuple (last hidden state, [hidden states,
     [attentions]]) or a bare tensor of any framework, as transformers accepts ``encoder_outputs``."""
@@ -228,3 +236,8 @@ def as_encoder_output(encoder_outputs) -> BaseModelOutput:
         raise ValueError("encoder_outputs must be the encoder's output, or a tuple (last_hidden_state, "
                          "[hidden_states, [attentions]])")
     return BaseModelOutput(*encoder_outputs)
+
+
+def tuple_or_none(values):
+    """Per-layer outputs collected in a list (None when not asked for) as the tuple transformers returns."""
+    return tuple(values) if values is not None else None

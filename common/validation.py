@@ -121,6 +121,14 @@ def check_cache_layers(past_key_values, num_layers: int, what: str = "num_hidden
                          f"pass the past_key_values this model returned, or a cache from its init_cache")
 
 
+def check_cache_keys(shape: Sequence[int | None], batch) -> None:
+    """A cache's keys are [batch, heads, past length, head_dim], with the batch of the new tokens (a batch or
+    dimension not known yet passes)."""
+    if len(shape) != 4 or (isinstance(batch, int) and shape[0] not in (None, batch)):
+        raise ValueError(f"past_key_values keys must have shape [batch={batch}, heads, past length, head_dim], "
+                         f"got {list(shape)}")
+
+
 def check_encoder_hidden_states(shape: Sequence[int | None], batch: int | None, hidden_size: int | None = None) -> None:
     """The encoder output a decoder attends to: [batch, encoder sequence, hidden] with the decoder's batch."""
     name = "the encoder output (encoder_outputs[0] or encoder_hidden_states)"

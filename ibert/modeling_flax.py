@@ -21,29 +21,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..common.backend_flax import check_indices, checkpointed, concrete
+from ..common.encoder_heads_flax import (
+    FlaxEncoderForMaskedLM,
+    FlaxEncoderForMultipleChoice,
+    FlaxEncoderForQuestionAnswering,
+    FlaxEncoderForSequenceClassification,
+    FlaxEncoderForTokenClassification,
+    FlaxEncoderHead,
+)
 from ..common.layers_flax import (
-    ClassificationHead,
-    LMHead,
     Pooler,
-    attention_bias,
-    check_indices,
-    checkpointed,
-    concrete,
-    cross_entropy,
-    layer_head_masks,
-    question_answering_output,
-    sequence_classification_loss,
+    additive_mask,
+    head_mask_per_layer,
+    input_shape,
+    merge_heads,
+    padding_keep_mask,
+    split_heads,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel, Params, flatten_params, unflatten_params
-from ..common.outputs import (
-    BaseModelOutputWithPoolingAndCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from ..common.outputs import BaseModelOutputWithPastAndCrossAttentions, BaseModelOutputWithPoolingAndCrossAttentions
 from ..common.pretrained import save_pretrained_arrays
-from ..common.validation import check_rank, check_sequence_length, input_shape
+from ..common.validation import check_sequence_length
 from . import quant
 from .config import IBertConfig
 from .quant_flax import OPS, STATS, IntGELU, IntLayerNorm, IntSoftmax, QuantAct, QuantEmbedding, QuantLinear
@@ -83,6 +82,37 @@ def nan_in_invalid_rows(outputs, valid_rows: Array | None):
         lambda x: jnp.where(valid_rows.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.asarray(jnp.nan, x.dtype)), outputs)
 
 
+def check_binary_head_mask(head_mask: Array | None) -> None:
+    """Integer probabilities can be kept or silenced, not scaled by a fraction (checked when the values are known)."""
+    values = concrete(head_mask)
+    if values is not None and not np.isin(values, (0, 1)).all():
+        raise ValueError("head_mask must hold only 0 (silence a head) and 1 (keep it) in integer inference "
+                         "(quant_mode with train=False): integer probabilities cannot be scaled by a fraction")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Quantized building blocks with transformers' bit widths
+
+
+def _linear(config: IBertConfig, in_features: int, out_features: int) -> QuantLinear:
+    return QuantLinear(in_features, out_features, bias=True, weight_bit=quant.WEIGHT_BIT, bias_bit=quant.BIAS_BIT,
+                       per_channel=True, quant_mode=config.quant_mode, std=config.initializer_range)
+
+
+def _act(config: IBertConfig, bits: int = quant.ACT_BIT) -> QuantAct:
+    return QuantAct(bits, quant_mode=config.quant_mode)
+
+
+def _layer_norm(config: IBertConfig) -> IntLayerNorm:
+    return IntLayerNorm(config.hidden_size, eps=config.layer_norm_eps, output_bit=quant.LN_OUTPUT_BIT,
+                        quant_mode=config.quant_mode, force_dequant=config.force_dequant)
+
+
+def _embedding(config: IBertConfig, num_embeddings: int, padding_idx: int | None = None) -> QuantEmbedding:
+    return QuantEmbedding(num_embeddings, config.hidden_size, padding_idx=padding_idx, weight_bit=quant.WEIGHT_BIT,
+                          quant_mode=config.quant_mode, std=config.initializer_range)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Encoder
 
@@ -93,39 +123,19 @@ class _Block(nn.Module):
     config: IBertConfig
     gradient_checkpointing: bool = False
 
-    def _linear(self, in_features: int, out_features: int) -> QuantLinear:
-        return QuantLinear(in_features, out_features, bias=True, weight_bit=quant.WEIGHT_BIT, bias_bit=quant.BIAS_BIT,
-                           per_channel=True, quant_mode=self.config.quant_mode, std=self.config.initializer_range)
-
-    def _act(self, bits: int = quant.ACT_BIT) -> QuantAct:
-        return QuantAct(bits, quant_mode=self.config.quant_mode)
-
-    def _layer_norm(self) -> IntLayerNorm:
-        c = self.config
-        return IntLayerNorm(c.hidden_size, eps=c.layer_norm_eps, output_bit=quant.LN_OUTPUT_BIT,
-                            quant_mode=c.quant_mode, force_dequant=c.force_dequant)
-
-    def _embedding(self, num_embeddings: int, padding_idx: int | None = None) -> QuantEmbedding:
-        c = self.config
-        return QuantEmbedding(num_embeddings, c.hidden_size, padding_idx=padding_idx, weight_bit=quant.WEIGHT_BIT,
-                              quant_mode=c.quant_mode, std=c.initializer_range)
-
-    def _dense(self, features: int, use_bias: bool = True) -> nn.Dense:
-        return nn.Dense(features, use_bias=use_bias, kernel_init=jax.nn.initializers.normal(self.config.initializer_range))
-
 
 class FlaxIBertEmbeddings(_Block):
     """Word + token type + position embeddings, each sum requantized to 16 bits, then I-LayerNorm and 8 bits."""
 
     def setup(self):
         c = self.config
-        self.word_embeddings = self._embedding(c.vocab_size, c.pad_token_id)
-        self.token_type_embeddings = self._embedding(c.type_vocab_size)
-        self.position_embeddings = self._embedding(c.max_position_embeddings, c.pad_token_id)
-        self.embeddings_act1 = self._act(quant.EMBEDDING_ACT_BIT)
-        self.embeddings_act2 = self._act(quant.EMBEDDING_ACT_BIT)  # unused, as in Hugging Face: kept for its buffers
-        self.LayerNorm = self._layer_norm()
-        self.output_activation = self._act()
+        self.word_embeddings = _embedding(self.config, c.vocab_size, c.pad_token_id)
+        self.token_type_embeddings = _embedding(self.config, c.type_vocab_size)
+        self.position_embeddings = _embedding(self.config, c.max_position_embeddings, c.pad_token_id)
+        self.embeddings_act1 = _act(self.config, quant.EMBEDDING_ACT_BIT)
+        self.embeddings_act2 = _act(self.config, quant.EMBEDDING_ACT_BIT)  # unused, as in Hugging Face: kept for its buffers
+        self.LayerNorm = _layer_norm(self.config)
+        self.output_activation = _act(self.config)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def __call__(self, input_ids, token_type_ids, position_ids, inputs_embeds, deterministic: bool):
@@ -139,9 +149,7 @@ class FlaxIBertEmbeddings(_Block):
             inputs_embeds, embeds_scale = jnp.asarray(inputs_embeds, jnp.float32), None
             batch, seq = inputs_embeds.shape[:2]
         if position_ids is None:
-            first = c.pad_token_id + 1  # embeddings show no padding to skip: number every position
-            position_ids = (position_ids_from_input_ids(input_ids, c.pad_token_id) if input_ids is not None
-                            else jnp.broadcast_to(jnp.arange(first, first + seq, dtype=jnp.int32), (batch, seq)))
+            position_ids = self._default_position_ids(input_ids, batch, seq)
         else:
             check_indices(position_ids, c.max_position_embeddings, "position_ids", "max_position_embeddings")
         if token_type_ids is None:
@@ -158,6 +166,14 @@ class FlaxIBertEmbeddings(_Block):
         x, scale = self.LayerNorm(x, scale, train=train)
         return self.output_activation(self.dropout(x, deterministic=deterministic), scale, train=train)
 
+    def _default_position_ids(self, input_ids, batch, seq):
+        padding_idx = self.config.pad_token_id
+        if input_ids is not None:
+            return position_ids_from_input_ids(input_ids, padding_idx)
+        # Embeddings show no padding to skip: number every position.
+        first = padding_idx + 1
+        return jnp.broadcast_to(jnp.arange(first, first + seq, dtype=jnp.int32), (batch, seq))
+
 
 class FlaxIBertSelfAttention(_Block):
     """Multi-head self-attention over 8-bit queries, keys and values with the integer softmax."""
@@ -166,21 +182,17 @@ class FlaxIBertSelfAttention(_Block):
         c = self.config
         self.num_heads = c.num_attention_heads
         self.head_size = c.hidden_size // c.num_attention_heads
-        self.query = self._linear(c.hidden_size, c.hidden_size)
-        self.key = self._linear(c.hidden_size, c.hidden_size)
-        self.value = self._linear(c.hidden_size, c.hidden_size)
-        self.query_activation = self._act()
-        self.key_activation = self._act()
-        self.value_activation = self._act()
-        self.output_activation = self._act()
+        self.query = _linear(self.config, c.hidden_size, c.hidden_size)
+        self.key = _linear(self.config, c.hidden_size, c.hidden_size)
+        self.value = _linear(self.config, c.hidden_size, c.hidden_size)
+        self.query_activation = _act(self.config)
+        self.key_activation = _act(self.config)
+        self.value_activation = _act(self.config)
+        self.output_activation = _act(self.config)
         self.dropout = nn.Dropout(c.attention_probs_dropout_prob)
         self.softmax = IntSoftmax(quant.ACT_BIT, quant_mode=c.quant_mode, force_dequant=c.force_dequant)
 
-    def _split(self, x):
-        """[batch, seq, hidden] -> [batch, heads, seq, head_size]."""
-        return jnp.swapaxes(x.reshape(x.shape[:2] + (self.num_heads, self.head_size)), 1, 2)
-
-    def __call__(self, hidden_states, scale, mask, head_mask, input_scale, deterministic: bool):
+    def __call__(self, hidden_states, scale, attention_mask, head_mask, input_scale, deterministic: bool):
         """Returns (context, its scale, probabilities, their scale). ``input_scale``: see ``FlaxIBertLayer``."""
         train = not deterministic
         query, query_scale = self.query_activation(*self.query(hidden_states, scale, input_scale, train=train),
@@ -188,17 +200,15 @@ class FlaxIBertSelfAttention(_Block):
         key, key_scale = self.key_activation(*self.key(hidden_states, scale, input_scale, train=train), train=train)
         value, value_scale = self.value_activation(*self.value(hidden_states, scale, input_scale, train=train),
                                                    train=train)
-        query, key, value = (self._split(x) for x in (query, key, value))
+        query, key, value = (split_heads(x, self.num_heads) for x in (query, key, value))
         scores, scores_scale = quant.attention_scores(OPS, query, key, query_scale, key_scale, self.head_size)
-        probs, probs_scale = self.softmax(scores, scores_scale, attention_mask=mask, train=train)
+        probs, probs_scale = self.softmax(scores, scores_scale, attention_mask=attention_mask, train=train)
         if not OPS.is_integer(probs):  # dropout acts in training only, so integer probabilities never meet it
             probs = self.dropout(probs, deterministic=deterministic)
         if head_mask is not None:
             probs = probs * (head_mask.astype(jnp.int32) if OPS.is_integer(probs) else head_mask)
         context, context_scale = quant.attention_context(OPS, probs, value, probs_scale, value_scale)
-        context = jnp.swapaxes(context, 1, 2)
-        context = context.reshape(context.shape[:2] + (-1,))
-        context, context_scale = self.output_activation(context, context_scale, train=train)
+        context, context_scale = self.output_activation(merge_heads(context), context_scale, train=train)
         return context, context_scale, probs, probs_scale
 
 
@@ -211,10 +221,10 @@ class FlaxIBertResidualOutput(_Block):
     input_size: int = 0
 
     def setup(self):
-        self.dense = self._linear(self.input_size, self.config.hidden_size)
-        self.ln_input_act = self._act(quant.LN_INPUT_BIT)
-        self.LayerNorm = self._layer_norm()
-        self.output_activation = self._act()
+        self.dense = _linear(self.config, self.input_size, self.config.hidden_size)
+        self.ln_input_act = _act(self.config, quant.LN_INPUT_BIT)
+        self.LayerNorm = _layer_norm(self.config)
+        self.output_activation = _act(self.config)
         self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
 
     def __call__(self, hidden_states, scale, residual, residual_scale, deterministic: bool):
@@ -233,8 +243,8 @@ class FlaxIBertAttention(_Block):
         self.self = FlaxIBertSelfAttention(self.config)
         self.output = FlaxIBertResidualOutput(self.config, input_size=self.config.hidden_size)
 
-    def __call__(self, hidden_states, scale, mask, head_mask, input_scale, deterministic: bool):
-        context, context_scale, probs, probs_scale = self.self(hidden_states, scale, mask, head_mask, input_scale,
+    def __call__(self, hidden_states, scale, attention_mask, head_mask, input_scale, deterministic: bool):
+        context, context_scale, probs, probs_scale = self.self(hidden_states, scale, attention_mask, head_mask, input_scale,
                                                                deterministic)
         residual = hidden_states
         if input_scale is not None:  # HF rounds the residual to the handed scale's grid
@@ -246,9 +256,9 @@ class FlaxIBertAttention(_Block):
 class FlaxIBertIntermediate(_Block):
     def setup(self):
         c = self.config
-        self.dense = self._linear(c.hidden_size, c.intermediate_size)
+        self.dense = _linear(self.config, c.hidden_size, c.intermediate_size)
         self.intermediate_act_fn = IntGELU(quant_mode=c.quant_mode, force_dequant=c.force_dequant)
-        self.output_activation = self._act()
+        self.output_activation = _act(self.config)
 
     def __call__(self, hidden_states, scale, deterministic: bool):
         train = not deterministic
@@ -262,10 +272,10 @@ class FlaxIBertLayer(_Block):
         self.attention = FlaxIBertAttention(c)
         self.intermediate = FlaxIBertIntermediate(c)
         self.output = FlaxIBertResidualOutput(c, input_size=c.intermediate_size)
-        self.pre_intermediate_act = self._act()
-        self.pre_output_act = self._act()
+        self.pre_intermediate_act = _act(self.config)
+        self.pre_output_act = _act(self.config)
 
-    def __call__(self, hidden_states, scale, mask, head_mask, input_scale, deterministic: bool):
+    def __call__(self, hidden_states, scale, attention_mask, head_mask, input_scale, deterministic: bool):
         """Returns (output, its scale, attention probabilities, their scale).
 
         transformers (like the authors' fairseq code) hands every layer the embeddings' scale as ``scale``, not
@@ -275,7 +285,7 @@ class FlaxIBertLayer(_Block):
         exactly where HF divides by the handed scale, so both paths compute what Hugging Face computes.
         """
         train = not deterministic
-        attended, attended_scale, probs, probs_scale = self.attention(hidden_states, scale, mask, head_mask,
+        attended, attended_scale, probs, probs_scale = self.attention(hidden_states, scale, attention_mask, head_mask,
                                                                       input_scale, deterministic)
         # The feed-forward block and its residual both take the requantized attention output, as in Hugging Face.
         attended, attended_scale = self.pre_intermediate_act(attended, attended_scale, train=train)
@@ -292,7 +302,8 @@ class FlaxIBertLayerCollection(_Block):
         layer = checkpointed(FlaxIBertLayer, self.gradient_checkpointing, static_argnums=(6,))
         self.layers = [layer(self.config, name=str(i)) for i in range(self.config.num_hidden_layers)]
 
-    def __call__(self, hidden_states, scale, mask, head_masks, deterministic, output_attentions, output_hidden_states):
+    def __call__(self, hidden_states, scale, attention_mask, head_masks, deterministic, output_attentions,
+                 output_hidden_states):
         """Hidden states and attentions come out as floats (dequantized in integer inference)."""
         all_hidden, all_probs = [], []
         embeddings_scale = scale
@@ -301,13 +312,16 @@ class FlaxIBertLayerCollection(_Block):
                 all_hidden.append(as_float(hidden_states, scale))
             # every layer is handed the embeddings' scale, as in Hugging Face (see FlaxIBertLayer)
             input_scale = scale if OPS.is_integer(hidden_states) else None
-            hidden_states, scale, probs, probs_scale = layer(hidden_states, embeddings_scale, mask, head_mask,
+            hidden_states, scale, probs, probs_scale = layer(hidden_states, embeddings_scale, attention_mask, head_mask,
                                                              input_scale, deterministic)
             if output_attentions:
                 all_probs.append(as_float(probs, probs_scale))
-        sequence = as_float(hidden_states, scale)
-        return (sequence, tuple(all_hidden) + (sequence,) if output_hidden_states else None,
-                tuple(all_probs) if output_attentions else None)
+        sequence_output = as_float(hidden_states, scale)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=sequence_output,
+            hidden_states=tuple(all_hidden) + (sequence_output,) if output_hidden_states else None,
+            attentions=tuple(all_probs) if output_attentions else None,
+        )
 
 
 class FlaxIBertEncoder(_Block):
@@ -341,8 +355,8 @@ class FlaxIBertModule(_Block):
         check_sequence_length(seq, c.max_sequence_length)
         mask = None
         if attention_mask is not None:
-            mask = attention_bias(attention_mask, batch, seq, seq, causal=False, dtype=jnp.float32)
-        head_masks = layer_head_masks(head_mask, c.num_hidden_layers, c.num_attention_heads)
+            mask = additive_mask(padding_keep_mask(attention_mask, batch, seq, seq, "attention_mask"), jnp.float32)
+        head_masks = head_mask_per_layer(head_mask, c.num_hidden_layers, c.num_attention_heads)
         integer = c.quant_mode and deterministic
         if integer:
             check_binary_head_mask(head_mask)
@@ -350,124 +364,53 @@ class FlaxIBertModule(_Block):
         with jax.enable_x64(True) if integer else contextlib.nullcontext():
             hidden_states, scale = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds,
                                                    deterministic)
-            sequence, all_hidden, all_probs = self.encoder(hidden_states, scale, mask, head_masks, deterministic,
-                                                           output_attentions, output_hidden_states)
-        sequence, all_hidden, all_probs = nan_in_invalid_rows(
-            (sequence, all_hidden, all_probs), rows_in_range(c, input_ids, token_type_ids, position_ids))
+            encoded = self.encoder(hidden_states, scale, mask, head_masks, deterministic, output_attentions,
+                                   output_hidden_states)
+        sequence_output, all_hidden, all_probs = nan_in_invalid_rows(
+            (encoded.last_hidden_state, encoded.hidden_states, encoded.attentions),
+            rows_in_range(c, input_ids, token_type_ids, position_ids))
         return BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence) if self.add_pooling_layer else None,
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.add_pooling_layer else None,
             hidden_states=all_hidden,
             attentions=all_probs,
         )
 
 
-def check_binary_head_mask(head_mask: Array | None) -> None:
-    values = concrete(head_mask)
-    if values is not None and not np.isin(values, (0, 1)).all():
-        raise ValueError("head_mask must hold only 0 (silence a head) and 1 (keep it) in integer inference "
-                         "(quant_mode with train=False): integer probabilities cannot be scaled by a fraction")
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Heads (float in every path, as in Hugging Face)
+# Heads: the shared encoder heads (common/encoder_heads_flax.py) on I-BERT's base module (float in every path, as
+# in Hugging Face)
 
 
-class _Head(_Block):
-    """A head on the base model, held under ``ibert``."""
+class _FlaxIBertHead(FlaxEncoderHead):
+    """The family's head base. As transformers' I-BERT, the heads ignore classifier_dropout."""
 
-    add_pooling_layer = False  # class constants, not module fields
-    label_names = ("labels",)
+    reads_classifier_dropout = False  # a class setting, not a module field
 
-    def base(self) -> FlaxIBertModule:
-        return FlaxIBertModule(self.config, self.gradient_checkpointing, add_pooling_layer=self.add_pooling_layer,
-                               name="ibert")
-
-
-class FlaxIBertForMaskedLMModule(_Head):
-    def setup(self):
-        self.ibert = self.base()
-        self.lm_head = LMHead(self.config)
-
-    def __call__(self, labels=None, **inputs):
-        outputs = self.ibert(**inputs)
-        words = self.ibert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
-        logits = self.lm_head(outputs.last_hidden_state, words)
-        return MaskedLMOutput(loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
-                              hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+    @classmethod
+    def base_model_class(cls) -> type[FlaxIBertModule]:
+        """The bare model's module, which head modules hold under ``base_model_prefix``."""
+        return FlaxIBertModule
 
 
-class FlaxIBertForSequenceClassificationModule(_Head):
-    def setup(self):
-        self.ibert = self.base()
-        # I-BERT ignores classifier_dropout, as transformers does
-        self.classifier = ClassificationHead(self.config, rate=self.config.hidden_dropout_prob)
-
-    def __call__(self, labels=None, **inputs):
-        outputs = self.ibert(**inputs)
-        logits = self.classifier(outputs.last_hidden_state, inputs.get("deterministic", True))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
+class FlaxIBertForMaskedLMModule(FlaxEncoderForMaskedLM, _FlaxIBertHead):
+    pass
 
 
-class FlaxIBertForMultipleChoiceModule(_Head):
-    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
-
-    add_pooling_layer = True
-
-    def setup(self):
-        self.ibert = self.base()
-        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
-        self.classifier = self._dense(1)
-
-    def __call__(self, labels=None, **inputs):
-        ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
-        if ids is not None:
-            check_rank("input_ids", np.shape(ids), 3, "batch, num_choices, sequence")
-        elif embeds is not None:
-            check_rank("inputs_embeds", np.shape(embeds), 4, "batch, num_choices, sequence, hidden")
-        else:
-            raise ValueError("give input_ids or inputs_embeds")
-        num_choices = np.shape(ids if ids is not None else embeds)[1]
-        for name in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
-            if inputs.get(name) is not None:  # every choice is a sequence of its own
-                shape = np.shape(inputs[name])
-                inputs[name] = jnp.reshape(inputs[name], (-1,) + shape[2:])
-        outputs = self.ibert(**inputs)
-        pooled = self.dropout(outputs.pooler_output, deterministic=inputs.get("deterministic", True))
-        logits = self.classifier(pooled).reshape(-1, num_choices)
-        return MultipleChoiceModelOutput(loss=None if labels is None else cross_entropy(logits, labels),
-                                         logits=logits, hidden_states=outputs.hidden_states,
-                                         attentions=outputs.attentions)
+class FlaxIBertForSequenceClassificationModule(FlaxEncoderForSequenceClassification, _FlaxIBertHead):
+    pass
 
 
-class FlaxIBertForTokenClassificationModule(_Head):
-    def setup(self):
-        self.ibert = self.base()
-        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
-        self.classifier = self._dense(self.config.num_labels)
-
-    def __call__(self, labels=None, **inputs):
-        outputs = self.ibert(**inputs)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state, deterministic=inputs.get("deterministic", True)))
-        return TokenClassifierOutput(loss=None if labels is None else cross_entropy(logits, labels), logits=logits,
-                                     hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+class FlaxIBertForMultipleChoiceModule(FlaxEncoderForMultipleChoice, _FlaxIBertHead):
+    pass
 
 
-class FlaxIBertForQuestionAnsweringModule(_Head):
-    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
+class FlaxIBertForTokenClassificationModule(FlaxEncoderForTokenClassification, _FlaxIBertHead):
+    pass
 
-    label_names = ("start_positions", "end_positions")
 
-    def setup(self):
-        self.ibert = self.base()
-        self.qa_outputs = self._dense(self.config.num_labels)
-
-    def __call__(self, start_positions=None, end_positions=None, **inputs):
-        outputs = self.ibert(**inputs)
-        return question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs, start_positions,
-                                         end_positions)
+class FlaxIBertForQuestionAnsweringModule(FlaxEncoderForQuestionAnswering, _FlaxIBertHead):
+    pass
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -498,6 +441,8 @@ class FlaxIBertPreTrainedModel(FlaxPreTrainedModel):
                              f"got dtype={jnp.dtype(dtype).name}, param_dtype={jnp.dtype(param_dtype).name}")
         self._abstract: dict[tuple[int, ...], Any] = {}
         self.quant_stats: Params | None = None
+        if issubclass(self.module_class, FlaxEncoderHead):
+            module_kwargs["base_model_prefix"] = self.base_model_prefix
         super().__init__(config, self.module_class(config, **module_kwargs),
                          input_shape=input_shape or (1,) * self.input_rank, seed=seed, _do_init=_do_init)
         if _do_init:
@@ -594,18 +539,14 @@ class FlaxIBertPreTrainedModel(FlaxPreTrainedModel):
         alone; with ``quant_mode`` that is integer inference. Heads compute the loss from ``labels`` (question
         answering: ``start_positions`` and ``end_positions``) as Hugging Face does.
         """
-        targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
-        targets = {name: value for name, value in targets.items() if value is not None}
-        unknown = sorted(set(targets) - set(self.module_class.label_names))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} takes no {', '.join(unknown)}")
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
         variables = {"params": self._require_params(params), STATS: self._require_stats(quant_stats)}
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                      position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
-                      output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                      deterministic=not train, **targets)
+        inputs = self.checked_inputs(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, deterministic=not train,
+            labels=labels, start_positions=start_positions, end_positions=end_positions))
         if train:
             out, mutated = self.module.apply(variables, **inputs, rngs={"dropout": dropout_rng}, mutable=[STATS])
         else:

@@ -13,40 +13,34 @@ quantization state) are the canonical checkpoint names.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..common.backend_pt import check_ids, check_indices, run_layer
+from ..common.encoder_heads_pt import (
+    EncoderForMaskedLM,
+    EncoderForMultipleChoice,
+    EncoderForQuestionAnswering,
+    EncoderForSequenceClassification,
+    EncoderForTokenClassification,
+    EncoderHead,
+)
 from ..common.layers_pt import (
-    ClassificationHead,
-    LMHead,
     Pooler,
     additive_mask,
-    check_ids,
-    check_indices,
-    from_numpy,
     head_mask_per_layer,
+    input_shape,
     merge_heads,
     padding_keep_mask,
-    run_layer,
-    sequence_classification_loss,
-    span_logits_and_loss,
     split_heads,
-    to_numpy,
-    token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_pt import PreTrainedModel
 from ..common.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
+    tuple_or_none,
 )
-from ..common.validation import check_rank, check_sequence_length, input_shape
+from ..common.validation import check_sequence_length
 from . import quant
 from .config import IBertConfig
 from .quant_pt import OPS, IntGELU, IntLayerNorm, IntSoftmax, QuantAct, QuantEmbedding, QuantLinear
@@ -56,6 +50,19 @@ from .weights import weights_spec
 def as_float(x: torch.Tensor, scale) -> torch.Tensor:
     """An integer activation as the float32 value Hugging Face's simulation holds (x_int * scale); floats as given."""
     return quant.dequantize(OPS, x, scale) if OPS.is_integer(x) else x
+
+
+def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """Real tokens count from ``padding_idx + 1`` in order; padding keeps position ``padding_idx``."""
+    is_token = input_ids.ne(padding_idx).long()
+    return torch.cumsum(is_token, dim=1) * is_token + padding_idx
+
+
+def check_binary_head_mask(head_mask: torch.Tensor) -> None:
+    """Integer probabilities can be kept or silenced, not scaled by a fraction."""
+    if not bool(((head_mask == 0) | (head_mask == 1)).all()):
+        raise ValueError("head_mask must hold only 0 (silence a head) and 1 (keep it) in integer inference "
+                         "(quant_mode in eval mode): integer probabilities cannot be scaled by a fraction")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -93,12 +100,6 @@ def init_quant_block(module: nn.Module, std: float) -> None:
     elif isinstance(module, IntLayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
-    """Real tokens count from ``padding_idx + 1`` in order; padding keeps position ``padding_idx``."""
-    is_token = input_ids.ne(padding_idx).long()
-    return torch.cumsum(is_token, dim=1) * is_token + padding_idx
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -172,14 +173,14 @@ class IBertSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.softmax = IntSoftmax(quant.ACT_BIT, quant_mode=config.quant_mode, force_dequant=config.force_dequant)
 
-    def forward(self, hidden_states, scale, mask=None, head_mask=None, input_scale=None):
+    def forward(self, hidden_states, scale, attention_mask=None, head_mask=None, input_scale=None):
         """Returns (context, its scale, probabilities, their scale). ``input_scale``: see ``IBertLayer``."""
         query, query_scale = self.query_activation(*self.query(hidden_states, scale, input_scale))
         key, key_scale = self.key_activation(*self.key(hidden_states, scale, input_scale))
         value, value_scale = self.value_activation(*self.value(hidden_states, scale, input_scale))
         query, key, value = (split_heads(x, self.num_heads) for x in (query, key, value))
         scores, scores_scale = quant.attention_scores(OPS, query, key, query_scale, key_scale, self.head_size)
-        probs, probs_scale = self.softmax(scores, scores_scale, attention_mask=mask)
+        probs, probs_scale = self.softmax(scores, scores_scale, attention_mask=attention_mask)
         probs = self.dropout(probs)  # identity in inference, so integer probabilities pass untouched
         if head_mask is not None:
             probs = probs * (head_mask.to(torch.int32) if OPS.is_integer(probs) else head_mask)
@@ -215,8 +216,9 @@ class IBertAttention(nn.Module):
         self.self = IBertSelfAttention(config)
         self.output = IBertResidualOutput(config, config.hidden_size)
 
-    def forward(self, hidden_states, scale, mask=None, head_mask=None, input_scale=None):
-        context, context_scale, probs, probs_scale = self.self(hidden_states, scale, mask, head_mask, input_scale)
+    def forward(self, hidden_states, scale, attention_mask=None, head_mask=None, input_scale=None):
+        context, context_scale, probs, probs_scale = self.self(hidden_states, scale, attention_mask, head_mask,
+                                                               input_scale)
         residual = hidden_states
         if input_scale is not None:  # HF rounds the residual to the handed scale's grid
             residual = quant.rescale(OPS, hidden_states, input_scale, scale)
@@ -244,7 +246,7 @@ class IBertLayer(nn.Module):
         self.pre_intermediate_act = _act(config)
         self.pre_output_act = _act(config)
 
-    def forward(self, hidden_states, scale, mask=None, head_mask=None, input_scale=None):
+    def forward(self, hidden_states, scale, attention_mask=None, head_mask=None, input_scale=None):
         """Returns (output, its scale, attention probabilities, their scale).
 
         transformers (like the authors' fairseq code) hands every layer the embeddings' scale as ``scale``, not
@@ -253,7 +255,8 @@ class IBertLayer(nn.Module):
         directly; in integer inference the integers are in their own ``input_scale``, and the layer converts
         exactly where HF divides by the handed scale, so both paths compute what Hugging Face computes.
         """
-        attended, attended_scale, probs, probs_scale = self.attention(hidden_states, scale, mask, head_mask, input_scale)
+        attended, attended_scale, probs, probs_scale = self.attention(hidden_states, scale, attention_mask, head_mask,
+                                                                      input_scale)
         # The feed-forward block and its residual both take the requantized attention output, as in Hugging Face.
         attended, attended_scale = self.pre_intermediate_act(attended, attended_scale)
         intermediate, intermediate_scale = self.pre_output_act(*self.intermediate(attended, attended_scale))
@@ -267,7 +270,7 @@ class IBertEncoder(nn.Module):
         self.layer = nn.ModuleList([IBertLayer(config) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, scale, mask=None, head_masks=None, output_attentions=False,
+    def forward(self, hidden_states, scale, attention_mask=None, head_masks=None, output_attentions=False,
                 output_hidden_states=False):
         """Hidden states and attentions come out as floats (dequantized in integer inference)."""
         all_hidden = [] if output_hidden_states else None
@@ -278,8 +281,8 @@ class IBertEncoder(nn.Module):
                 all_hidden.append(as_float(hidden_states, scale))
             # every layer is handed the embeddings' scale, as in Hugging Face (see IBertLayer)
             input_scale = scale if OPS.is_integer(hidden_states) else None
-            hidden_states, scale, probs, probs_scale = run_layer(self, layer, hidden_states, embeddings_scale, mask,
-                                                                 head_mask, input_scale)
+            hidden_states, scale, probs, probs_scale = run_layer(self, layer, hidden_states, embeddings_scale,
+                                                                 attention_mask, head_mask, input_scale)
             if output_attentions:
                 all_probs.append(as_float(probs, probs_scale))
         if output_hidden_states:
@@ -297,7 +300,7 @@ class IBertEncoder(nn.Module):
 
 class IBertPreTrainedModel(PreTrainedModel):
     """Checkpoints hold the quantization state too: the persistent buffers (ranges, scaling factors, integer
-    weights) load and save next to the parameters, under Hugging Face's names."""
+    weights) load and save next to the parameters, under Hugging Face's names (common/modeling_pt.py)."""
 
     config_class = IBertConfig
     base_model_prefix = "ibert"
@@ -315,28 +318,6 @@ class IBertPreTrainedModel(PreTrainedModel):
                 init_quant_block(module, std)
         super().post_init()
 
-    def integer_inference(self) -> bool:
-        return self.config.quant_mode and not self.training
-
-    def persistent_buffers(self) -> dict[str, torch.Tensor]:
-        saved = set(self.state_dict(keep_vars=True))
-        return {name: buffer for name, buffer in self.named_buffers() if name in saved}
-
-    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        buffers = {name: tuple(buffer.shape) for name, buffer in self.persistent_buffers().items()}
-        return {**super().parameter_shapes(), **buffers}
-
-    def load_arrays(self, arrays) -> None:
-        buffers = self.persistent_buffers()
-        super().load_arrays({name: array for name, array in arrays.items() if name not in buffers})
-        with torch.no_grad():
-            for name, array in arrays.items():
-                if name in buffers:
-                    buffers[name].copy_(from_numpy(np.asarray(array)))
-
-    def numpy_weights(self) -> dict[str, np.ndarray]:
-        buffers = {name: to_numpy(buffer) for name, buffer in self.persistent_buffers().items()}
-        return {**super().numpy_weights(), **buffers}
 
 
 class IBertModel(IBertPreTrainedModel):
@@ -364,12 +345,13 @@ class IBertModel(IBertPreTrainedModel):
             raise ValueError(f"a quantized I-BERT (quant_mode=True) computes its scales in float32 and its values in "
                              f"integers; load it in float32, not {self.dtype}")
         head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads, self.dtype)
-        if head_mask is not None and self.integer_inference() and not bool(((head_mask == 0) | (head_mask == 1)).all()):
-            raise ValueError("head_mask must hold only 0 (silence a head) and 1 (keep it) in integer inference "
-                             "(quant_mode in eval mode): integer probabilities cannot be scaled by a fraction")
+        if head_mask is not None and config.quant_mode and not self.training:
+            check_binary_head_mask(head_mask)
 
-        hidden_states, scale = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        encoded = self.encoder(hidden_states, scale, mask, head_masks, output_attentions, output_hidden_states)
+        hidden_states, scale = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                                               inputs_embeds=inputs_embeds)
+        encoded = self.encoder(hidden_states, scale, mask, head_masks, output_attentions=output_attentions,
+                               output_hidden_states=output_hidden_states)
         sequence_output = encoded.last_hidden_state
         out = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output,
@@ -380,114 +362,46 @@ class IBertModel(IBertPreTrainedModel):
         return self.returned(out, return_dict)
 
 
-class IBertForMaskedLM(IBertPreTrainedModel):
-    def __init__(self, config: IBertConfig):
-        super().__init__(config)
-        self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.lm_head = LMHead(config)
-        self.post_init()
+# ----------------------------------------------------------------------------------------------------------------
+# Heads: the shared encoder heads (common/encoder_heads_pt.py) on I-BERT's base model (float in every path, as in
+# Hugging Face)
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
 
+class _IBertHead(EncoderHead, IBertPreTrainedModel):
+    """The family's head base. As transformers' I-BERT, the heads ignore classifier_dropout, and the base model is
+    an encoder only."""
+
+    reads_classifier_dropout = False
+    base_takes_encoder_states = False
+
+    @classmethod
+    def base_model_class(cls) -> type[IBertModel]:
+        """The bare model, which head models hold under ``base_model_prefix``."""
+        return IBertModel
+
+
+class IBertForMaskedLM(EncoderForMaskedLM, _IBertHead):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        outputs = self.ibert(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
-        out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                             attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+        """transformers' IBertForMaskedLM signature: no cross-attention inputs."""
+        return super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, labels=labels,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=return_dict,
+        )
 
 
-class IBertForSequenceClassification(IBertPreTrainedModel):
-    def __init__(self, config: IBertConfig):
-        super().__init__(config)
-        self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.classifier = ClassificationHead(config, config.hidden_dropout_prob)  # I-BERT ignores classifier_dropout
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        outputs = self.ibert(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        logits = self.classifier(outputs.last_hidden_state)
-        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
-        out = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                       attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class IBertForSequenceClassification(EncoderForSequenceClassification, _IBertHead):
+    pass
 
 
-class IBertForMultipleChoice(IBertPreTrainedModel):
-    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
-
-    def __init__(self, config: IBertConfig):
-        super().__init__(config)
-        self.ibert = IBertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, 1)
-        self.post_init()
-
-    def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
-                head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        if input_ids is not None:
-            check_rank("input_ids", input_ids.shape, 3, "batch, num_choices, sequence")
-            num_choices = input_ids.shape[1]
-        elif inputs_embeds is not None:
-            check_rank("inputs_embeds", inputs_embeds.shape, 4, "batch, num_choices, sequence, hidden")
-            num_choices = inputs_embeds.shape[1]
-        else:
-            raise ValueError("give input_ids or inputs_embeds")
-
-        def flat(x):  # every choice is a sequence of its own
-            return x.flatten(0, 1) if x is not None else None
-
-        outputs = self.ibert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), head_mask,
-                             flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
-        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = token_loss(logits, labels, num_choices) if labels is not None else None
-        out = MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class IBertForMultipleChoice(EncoderForMultipleChoice, _IBertHead):
+    pass
 
 
-class IBertForTokenClassification(IBertPreTrainedModel):
-    def __init__(self, config: IBertConfig):
-        super().__init__(config)
-        self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        outputs = self.ibert(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = token_loss(logits, labels, self.config.num_labels) if labels is not None else None
-        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                    attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class IBertForTokenClassification(EncoderForTokenClassification, _IBertHead):
+    pass
 
 
-class IBertForQuestionAnswering(IBertPreTrainedModel):
-    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
-
-    def __init__(self, config: IBertConfig):
-        super().__init__(config)
-        self.ibert = IBertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        outputs = self.ibert(input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-                             output_attentions, output_hidden_states, return_dict=True)
-        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
-                                                              start_positions, end_positions)
-        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                           hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class IBertForQuestionAnswering(EncoderForQuestionAnswering, _IBertHead):
+    pass

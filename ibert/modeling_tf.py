@@ -19,38 +19,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..common.backend_tf import Block, check_length, dim, indices_in_range, run_layer
+from ..common.encoder_heads_tf import (
+    TFEncoderForMaskedLM,
+    TFEncoderForMultipleChoice,
+    TFEncoderForQuestionAnswering,
+    TFEncoderForSequenceClassification,
+    TFEncoderForTokenClassification,
+    TFEncoderHead,
+)
 from ..common.layers_tf import (
-    Block,
-    ClassificationHead,
-    LMHead,
     Pooler,
     additive_mask,
-    check_length,
-    dense,
-    dim,
     head_mask_per_layer,
-    indices_in_range,
+    input_shape,
     merge_heads,
     padding_keep_mask,
-    question_answering_output,
-    run_layer,
-    sequence_classification_loss,
-    span_labels,
-    span_loss,
     split_heads,
-    token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
+    tuple_or_none,
 )
-from ..common.validation import check_index_range, check_rank, check_token_ids, input_shape
+from ..common.validation import check_index_range, check_token_ids
 from . import quant
 from .config import IBertConfig
 from .quant_tf import OPS, IntGELU, IntLayerNorm, IntSoftmax, QuantAct, QuantEmbedding, QuantLinear
@@ -237,13 +230,13 @@ class TFIBertSelfAttention(Block):
 
     def call(self, hidden_states, scale, attention_mask=None, head_mask=None, input_scale=None, training=False):
         """Returns (context, its scale, probabilities, their scale). ``input_scale``: see ``TFIBertLayer``."""
-        projected = []
-        for linear, activation in ((self.query, self.query_activation), (self.key, self.key_activation),
-                                   (self.value, self.value_activation)):
-            x, x_scale = linear(hidden_states, scale, input_scale, training=training)
-            x, x_scale = activation(x, x_scale, training=training)
-            projected.append((split_heads(x, self.num_heads), x_scale))
-        (query, query_scale), (key, key_scale), (value, value_scale) = projected
+        query, query_scale = self.query_activation(*self.query(hidden_states, scale, input_scale, training=training),
+                                                   training=training)
+        key, key_scale = self.key_activation(*self.key(hidden_states, scale, input_scale, training=training),
+                                             training=training)
+        value, value_scale = self.value_activation(*self.value(hidden_states, scale, input_scale, training=training),
+                                                   training=training)
+        query, key, value = (split_heads(x, self.num_heads) for x in (query, key, value))
         scores, scores_scale = quant.attention_scores(OPS, query, key, query_scale, key_scale, self.head_size)
         probs, probs_scale = self.softmax(scores, scores_scale, attention_mask=attention_mask, training=training)
         probs = self.dropout(probs, training=training)  # inactive in inference, so integer probabilities pass as they are
@@ -396,17 +389,6 @@ class TFIBertPreTrainedModel(TFPreTrainedModel):
     def weights_spec(self):
         return weights_spec(self.config, self.base_model_prefix)
 
-    def _add_base_model(self, add_pooling_layer: bool) -> None:
-        base = TFIBertModel(self.config, add_pooling_layer=add_pooling_layer, dtype=self.dtype_policy,
-                            name=self.base_model_prefix)
-        setattr(self, self.base_model_prefix, base)
-
-    def _word_embeddings(self):
-        return self.get_base_model().embeddings.word_embeddings.embeddings
-
-    def _encode(self, input_ids, training, **inputs):
-        return self.get_base_model()(input_ids, **inputs, return_dict=True, training=training)
-
 
 class TFIBertModel(TFIBertPreTrainedModel):
     """The bare encoder: quantized embeddings and layers, optional float pooler."""
@@ -454,154 +436,49 @@ class TFIBertModel(TFIBertPreTrainedModel):
         return returned(out, return_dict, config)
 
 
-class TFIBertForMaskedLM(TFIBertPreTrainedModel):
-    def __init__(self, config: IBertConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        self.lm_head = LMHead(config, name="lm_head", dtype=self.dtype_policy)
-        self.built = True
+# ----------------------------------------------------------------------------------------------------------------
+# Heads: the shared encoder heads (common/encoder_heads_tf.py) on I-BERT's base model (float in every path, as in
+# Hugging Face)
 
+
+class _TFIBertHead(TFEncoderHead, TFIBertPreTrainedModel):
+    """The family's head base. As transformers' I-BERT, the heads ignore classifier_dropout, and the base model is
+    an encoder only."""
+
+    reads_classifier_dropout = False
+    base_takes_encoder_states = False
+
+    @classmethod
+    def base_model_class(cls) -> type[TFIBertModel]:
+        """The bare model, which head models hold under ``base_model_prefix``."""
+        return TFIBertModel
+
+
+class TFIBertForMaskedLM(TFEncoderForMaskedLM, _TFIBertHead):
     @unpack_inputs
     def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
              inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              training=False):
-        outputs = self._encode(input_ids, training, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states)
-        out = MaskedLMOutput(
-            logits=self.lm_head(outputs.last_hidden_state, word_embeddings=self._word_embeddings()),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        """transformers' IBertForMaskedLM signature: no cross-attention inputs."""
+        return super().call(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, labels=labels,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=return_dict,
+            training=training,
         )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
 
 
-class TFIBertForSequenceClassification(TFIBertPreTrainedModel):
-    def __init__(self, config: IBertConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        # I-BERT ignores classifier_dropout, as transformers does
-        self.classifier = ClassificationHead(config, config.hidden_dropout_prob, name="classifier", dtype=self.dtype_policy)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-             training=False):
-        outputs = self._encode(input_ids, training, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states)
-        out = SequenceClassifierOutput(
-            logits=self.classifier(outputs.last_hidden_state, training=training),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return sequence_classification_loss(self.config, output.logits, labels)
+class TFIBertForSequenceClassification(TFEncoderForSequenceClassification, _TFIBertHead):
+    pass
 
 
-class TFIBertForMultipleChoice(TFIBertPreTrainedModel):
-    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
-
-    serving_rank = 3  # [batch, choices, length]
-
-    def __init__(self, config: IBertConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=True)
-        dtype = self.dtype_policy
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
-        self.classifier = dense(1, config.hidden_size, config.initializer_range, "classifier", dtype)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
-             head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-             return_dict=None, training=False):
-        if input_ids is not None:
-            check_rank("input_ids", list(input_ids.shape), 3, "batch, num_choices, sequence")
-            num_choices = dim(input_ids, 1)
-        elif inputs_embeds is not None:
-            check_rank("inputs_embeds", list(inputs_embeds.shape), 4, "batch, num_choices, sequence, hidden")
-            num_choices = dim(inputs_embeds, 1)
-        else:
-            raise ValueError("give input_ids or inputs_embeds")
-        outputs = self._encode(_flatten_choices(input_ids), training, attention_mask=_flatten_choices(attention_mask),
-                               token_type_ids=_flatten_choices(token_type_ids),
-                               position_ids=_flatten_choices(position_ids), head_mask=head_mask,
-                               inputs_embeds=_flatten_choices(inputs_embeds), output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(outputs.pooler_output, training=training))
-        out = MultipleChoiceModelOutput(
-            logits=tf.reshape(logits, [-1, num_choices]), hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
+class TFIBertForMultipleChoice(TFEncoderForMultipleChoice, _TFIBertHead):
+    pass
 
 
-def _flatten_choices(x):
-    """[batch, num_choices, *rest] -> [batch * num_choices, *rest]."""
-    if x is None:
-        return None
-    x = tf.convert_to_tensor(x)
-    rest = [dim(x, axis) for axis in range(2, x.shape.rank)]
-    return tf.reshape(x, [-1, *rest])
+class TFIBertForTokenClassification(TFEncoderForTokenClassification, _TFIBertHead):
+    pass
 
 
-class TFIBertForTokenClassification(TFIBertPreTrainedModel):
-    def __init__(self, config: IBertConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        dtype = self.dtype_policy
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
-        self.classifier = dense(config.num_labels, config.hidden_size, config.initializer_range, "classifier", dtype)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-             training=False):
-        outputs = self._encode(input_ids, training, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states)
-        out = TokenClassifierOutput(
-            logits=self.classifier(self.dropout(outputs.last_hidden_state, training=training)),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
-
-
-class TFIBertForQuestionAnswering(TFIBertPreTrainedModel):
-    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
-
-    def __init__(self, config: IBertConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        self.qa_outputs = dense(config.num_labels, config.hidden_size, config.initializer_range, "qa_outputs",
-                                self.dtype_policy)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
-        outputs = self._encode(input_ids, training, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                               inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-                               output_hidden_states=output_hidden_states)
-        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
-        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])
+class TFIBertForQuestionAnswering(TFEncoderForQuestionAnswering, _TFIBertHead):
+    pass

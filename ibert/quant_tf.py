@@ -17,7 +17,7 @@ import weakref
 import keras
 import tensorflow as tf
 
-from ..common.layers_tf import gather_rows, require_tensorflow_backend
+from ..common.backend_tf import gather_rows, require_tensorflow_backend
 from . import quant
 
 require_tensorflow_backend()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..common.activations import ACTIVATIONS
 from ..common.config import ConfigError, Field, PretrainedConfig
-
-# OPT's learned positions start at index 2 (fairseq reserved the first two).
-POSITION_OFFSET = 2
 
 
 class OPTConfig(PretrainedConfig):
     """OPT's hyper-parameters with transformers 4.x defaults (those of opt-125m)."""
 
     model_type = "opt"
+    position_offset: ClassVar[int] = 2  # position p is row p + 2 of the table (fairseq kept the first two rows)
+    layer_norm_eps: ClassVar[float] = 1e-5  # PyTorch's nn.LayerNorm default, which OPT uses (not in config.json)
     fields = {
         "vocab_size": Field(int, 50272),
         "hidden_size": Field(int, 768),
@@ -58,3 +59,8 @@ class OPTConfig(PretrainedConfig):
     def max_sequence_length(self) -> int:
         """The longest sequence the (learned) position table allows."""
         return self.max_position_embeddings
+
+    @property
+    def initializer_range(self) -> float:
+        """transformers' name for the std of the init's normal draws, which OPT calls init_std."""
+        return self.init_std

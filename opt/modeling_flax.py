@@ -17,25 +17,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..common.backend_flax import Embed, checkpointed, concrete, dense, layer_norm, tied_logits
 from ..common.cache import StaticCache
 from ..common.layers_flax import (
-    Embed,
     ProjectedAttention,
     activation,
     additive_mask,
-    attention_bias,
+    causal_keep_mask,
     causal_lm_loss,
     check_static_cache_room,
-    checkpointed,
-    concrete,
-    dense,
-    layer_head_masks,
-    layer_norm,
+    head_mask_per_layer,
+    input_shape,
+    layer_dropped,
     new_static_cache,
     question_answering_output,
     sequence_classification_loss,
     static_cache_keep_mask,
-    tied_logits,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel, flatten_params, unflatten_params
 from ..common.outputs import (
@@ -45,18 +42,18 @@ from ..common.outputs import (
 )
 from ..common.validation import (
     check_binary_mask,
+    check_cache_keys,
+    check_cache_layers,
     check_rank,
     check_sequence_length,
     check_shape,
     check_static_cache_length,
-    input_shape,
 )
 from ..generation.mixin_flax import FlaxGenerationMixin
-from .config import POSITION_OFFSET, OPTConfig
+from .config import OPTConfig
 from .weights import weights_spec
 
 Array = Any
-LAYER_NORM_EPS = 1e-5  # PyTorch's nn.LayerNorm default, which OPT uses
 
 
 def position_ids_from_attention_mask(attention_mask: Array, past_length: Array, seq: int) -> Array:
@@ -84,7 +81,7 @@ class _Block(nn.Module):
         return dense(features, self.config.init_std, self.dtype, self.param_dtype, use_bias=use_bias, name=name)
 
     def _layer_norm(self):
-        return layer_norm(LAYER_NORM_EPS, self.dtype, self.param_dtype,
+        return layer_norm(self.config.layer_norm_eps, self.dtype, self.param_dtype,
                           affine=self.config.layer_norm_elementwise_affine)
 
 
@@ -103,12 +100,13 @@ class FlaxOPTDecoderLayer(_Block):
         self.final_layer_norm = self._layer_norm()
         self.dropout = nn.Dropout(c.dropout)
 
-    def __call__(self, hidden_states, bias, head_mask, past_key_value, cache_index, deterministic: bool,
+    def __call__(self, hidden_states, attention_mask, head_mask, past_key_value, cache_index, deterministic: bool,
                  output_attentions: bool):
-        """Returns (output, attention probabilities or None, this layer's (key, value))."""
+        """Returns (output, attention probabilities or None, this layer's cache entry)."""
         attended, probs, cache = self.self_attn(
-            self._pre(self.self_attn_layer_norm, hidden_states), bias, head_mask, past_key_value=past_key_value,
-            cache_index=cache_index, deterministic=deterministic, output_attentions=output_attentions,
+            self._pre(self.self_attn_layer_norm, hidden_states), attention_mask, head_mask,
+            past_key_value=past_key_value, cache_index=cache_index, deterministic=deterministic,
+            output_attentions=output_attentions,
         )
         hidden_states = self._post(self.self_attn_layer_norm,
                                    hidden_states + self.dropout(attended, deterministic=deterministic))
@@ -118,11 +116,13 @@ class FlaxOPTDecoderLayer(_Block):
                                    hidden_states + self.dropout(fed, deterministic=deterministic))
         return hidden_states, probs, cache
 
-    def _pre(self, norm, x):
-        return norm(x) if self.config.do_layer_norm_before else x
+    def _pre(self, norm, hidden_states):
+        """The block's input: normalized first in the pre-layer-norm layout."""
+        return norm(hidden_states) if self.config.do_layer_norm_before else hidden_states
 
-    def _post(self, norm, x):
-        return x if self.config.do_layer_norm_before else norm(x)
+    def _post(self, norm, hidden_states):
+        """The residual sum: normalized in the post-layer-norm layout."""
+        return hidden_states if self.config.do_layer_norm_before else norm(hidden_states)
 
 
 class FlaxOPTLayerCollection(_Block):
@@ -133,37 +133,20 @@ class FlaxOPTLayerCollection(_Block):
         self.layers = [layer(self.config, self.dtype, self.param_dtype, name=str(i))
                        for i in range(self.config.num_hidden_layers)]
 
-    def __call__(self, hidden_states, bias, head_mask, past_layers, cache_index, deterministic, output_attentions):
-        """Returns (hidden state, the input of every layer and the last output, probabilities, caches)."""
-        head_masks = layer_head_masks(head_mask, len(self.layers), self.config.num_attention_heads)
-        all_hidden, all_probs, cache = [], [], []
-        for i, layer in enumerate(self.layers):
-            all_hidden.append(hidden_states)
-            output, probs, layer_cache = layer(hidden_states, bias, head_masks[i],
-                                               None if past_layers is None else past_layers[i], cache_index,
-                                               deterministic, output_attentions)
-            hidden_states = self._layerdrop(hidden_states, output, deterministic)
-            all_probs.append(probs)
-            cache.append(layer_cache)
-        return hidden_states, all_hidden, all_probs, cache
-
-    def _layerdrop(self, inputs, outputs, deterministic: bool):
-        """In training, LayerDrop skips each layer with probability ``layerdrop`` (one draw for the batch);
-        chosen with a select, so the program is the same for every draw."""
-        rate = self.config.layerdrop
-        if deterministic or rate == 0.0:
-            return outputs
-        return jnp.where(jax.random.uniform(self.make_rng("dropout")) < rate, inputs, outputs)
+    def __call__(self, index: int, *args):
+        return self.layers[index](*args)
 
 
 class FlaxOPTDecoder(_Block):
+    """Token and position embeddings, the decoder layers, and the final layer norm / ``project_out``."""
+
     def setup(self):
         c = self.config
         self.embed_tokens = Embed(c.vocab_size, c.word_embed_proj_dim, c.init_std, self.dtype, self.param_dtype,
                                   padding_idx=c.pad_token_id)
         # Position p is row p + 2 (fairseq kept two rows); padding is -1, so -2 and below are invalid.
-        self.embed_positions = Embed(c.max_position_embeddings + POSITION_OFFSET, c.hidden_size, c.init_std,
-                                     self.dtype, self.param_dtype, offset=POSITION_OFFSET, low=-1)
+        self.embed_positions = Embed(c.max_position_embeddings + c.position_offset, c.hidden_size, c.init_std,
+                                     self.dtype, self.param_dtype, offset=c.position_offset, low=-1)
         if c.word_embed_proj_dim != c.hidden_size:
             self.project_out = self._dense(c.word_embed_proj_dim, use_bias=False)
             self.project_in = self._dense(c.hidden_size, use_bias=False)
@@ -184,8 +167,8 @@ class FlaxOPTDecoder(_Block):
         else:
             past_length, past_layers = _past_length(past_key_values, batch, c.num_hidden_layers), past_key_values
             check_sequence_length(past_length + seq, c.max_position_embeddings)
-            attention_mask = _padding_mask(attention_mask, batch, past_length + seq)
-            keep = None
+            attention_mask = self._padding_mask(attention_mask, batch, past_length + seq)
+            keep = causal_keep_mask(attention_mask, seq)
         if inputs_embeds is None:
             self.embed_tokens.check(input_ids, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids)
@@ -199,13 +182,19 @@ class FlaxOPTDecoder(_Block):
             inputs_embeds = self.project_in(inputs_embeds)
         hidden_states = inputs_embeds + self.embed_positions(position_ids)
 
-        if static:
-            bias = additive_mask(keep, self.dtype)
-        else:
-            bias = attention_bias(attention_mask, batch, seq, past_length + seq, causal=True, dtype=self.dtype)
-        hidden_states, all_hidden, all_probs, cache = self.layers(
-            hidden_states, bias, head_mask, past_layers, past_length if static else None, deterministic,
-            output_attentions)
+        mask = additive_mask(keep, self.dtype)
+        head_masks = head_mask_per_layer(head_mask, c.num_hidden_layers, c.num_attention_heads)
+        all_hidden, all_attentions, cache = [], [], []
+        for i in range(c.num_hidden_layers):
+            all_hidden.append(hidden_states)
+            output, probs, layer_cache = self.layers(
+                i, hidden_states, mask, head_masks[i], past_layers[i] if past_layers is not None else None,
+                past_length if static else None, deterministic, output_attentions,
+            )
+            dropped = layer_dropped(c.layerdrop, None if deterministic else self.make_rng("dropout"))
+            hidden_states = jnp.where(dropped, hidden_states, output)
+            all_attentions.append(probs)
+            cache.append(layer_cache)
         if c.do_layer_norm_before and not c._remove_final_layer_norm:
             hidden_states = self.final_layer_norm(hidden_states)
         if c.word_embed_proj_dim != c.hidden_size:
@@ -213,42 +202,40 @@ class FlaxOPTDecoder(_Block):
         all_hidden.append(hidden_states)
 
         if static:
-            past = StaticCache(tuple(cache), past_key_values.index + seq)
+            past = StaticCache(tuple(cache), past_length + seq)
         else:
             past = tuple(cache) if use_cache else None
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
             past_key_values=past,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attentions=tuple(all_probs) if output_attentions else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
         )
 
     def _static_masks(self, cache: StaticCache, attention_mask, batch: int, seq: int):
-        """(the [batch, max_length] padding mask, the keep mask of the new queries) for a StaticCache call."""
+        """(the [batch, max_length] padding mask, the keep mask of the new queries) for a StaticCache call.
+        init_cache checked its slots against the positions; the room left is checked before any is read."""
         max_length = cache.max_length
-        if len(cache.layers) != self.config.num_hidden_layers:
-            raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
-                             f"{self.config.num_hidden_layers}")
+        check_cache_layers(cache, self.config.num_hidden_layers)
         check_static_cache_room(cache.index, seq, max_length)
         index = concrete(cache.index)
         if index is not None:
             check_sequence_length(int(index) + seq, self.config.max_position_embeddings)
         if attention_mask is None:
             attention_mask = jnp.ones((batch, max_length), jnp.int32)
-        keep = static_cache_keep_mask(attention_mask, cache.index, seq, max_length, batch)
-        return attention_mask, keep
+        return attention_mask, static_cache_keep_mask(attention_mask, cache.index, seq, max_length, batch)
 
-
-def _padding_mask(attention_mask, batch: int, key_length: int):
-    """The 2D mask over cached and new tokens (all ones when none is given): positions come from it."""
-    if attention_mask is None:
-        return jnp.ones((batch, key_length), jnp.int32)
-    check_rank("attention_mask", np.shape(attention_mask), 2, "batch, past + sequence length")
-    check_shape("attention_mask", np.shape(attention_mask), (batch, key_length), "batch, past + sequence length")
-    values = concrete(attention_mask)
-    if values is not None:
-        check_binary_mask(np.unique(values))
-    return attention_mask
+    @staticmethod
+    def _padding_mask(attention_mask, batch: int, key_length: int):
+        """The 2D mask over cached and new tokens (all ones when none is given): positions come from it."""
+        if attention_mask is None:
+            return jnp.ones((batch, key_length), jnp.int32)
+        check_rank("attention_mask", np.shape(attention_mask), 2, "batch, past + sequence length")
+        check_shape("attention_mask", np.shape(attention_mask), (batch, key_length), "batch, past + sequence length")
+        values = concrete(attention_mask)
+        if values is not None:
+            check_binary_mask(np.unique(values))
+        return attention_mask
 
 
 def _past_length(past_key_values, batch: int, num_layers: int) -> int:
@@ -257,10 +244,8 @@ def _past_length(past_key_values, batch: int, num_layers: int) -> int:
         return 0
     if len(past_key_values) != num_layers:
         raise ValueError(f"past_key_values holds {len(past_key_values)} layers but the model has {num_layers}")
-    shape = tuple(np.shape(past_key_values[0][0]))
-    if len(shape) != 4 or shape[0] != batch:
-        raise ValueError(f"past_key_values keys must have shape [batch={batch}, heads, past length, head_dim], "
-                         f"got {list(shape)}")
+    shape = np.shape(past_key_values[0][0])
+    check_cache_keys(shape, batch)
     return shape[2]
 
 
@@ -281,8 +266,8 @@ class FlaxOPTModule(_Block):
                  position_ids=None, deterministic: bool = True):
         c = self.config
         return self.decoder(
-            input_ids, attention_mask, head_mask, past_key_values, inputs_embeds,
-            use_cache=c.use_cache if use_cache is None else use_cache,
+            input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, use_cache=c.use_cache if use_cache is None else use_cache,
             output_attentions=c.output_attentions if output_attentions is None else output_attentions,
             output_hidden_states=c.output_hidden_states if output_hidden_states is None else output_hidden_states,
             position_ids=position_ids, deterministic=deterministic,
@@ -294,26 +279,26 @@ class _Head(_Block):
 
     label_names = ("labels",)
 
-    def base(self) -> FlaxOPTModule:
-        return FlaxOPTModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing, name="model")
+    @property
+    def base_model(self) -> FlaxOPTModule:
+        return self.model
 
 
 class FlaxOPTForCausalLMModule(_Head):
     """Next-token logits; ``lm_head`` is the token embedding matrix unless ``tie_word_embeddings`` is False."""
 
     def setup(self):
-        self.model = self.base()
+        self.model = FlaxOPTModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         if not self.config.tie_word_embeddings:
             self.lm_head = self._dense(self.config.vocab_size, use_bias=False)
 
     def __call__(self, labels=None, **inputs):
-        outputs = self.model(**inputs)
-        hidden_states = outputs.last_hidden_state
+        outputs = self.base_model(**inputs)
+        hidden = outputs.last_hidden_state
         if self.config.tie_word_embeddings:
-            table = self.model.variables["params"]["decoder"]["embed_tokens"]["embedding"]
-            logits = tied_logits(hidden_states, table)
+            logits = tied_logits(hidden, self.base_model.decoder.embed_tokens.embedding)
         else:
-            logits = self.lm_head(hidden_states)
+            logits = self.lm_head(hidden)
         return CausalLMOutputWithPast(
             loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits,
             past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
@@ -325,11 +310,11 @@ class FlaxOPTForSequenceClassificationModule(_Head):
     """Classifies the last token that is not padding (any padding side), as transformers does."""
 
     def setup(self):
-        self.model = self.base()
+        self.model = FlaxOPTModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.score = self._dense(self.config.num_labels, use_bias=False)
 
     def __call__(self, labels=None, **inputs):
-        outputs = self.model(**inputs)
+        outputs = self.base_model(**inputs)
         logits = self.score(outputs.last_hidden_state)
         batch = logits.shape[0]
         pooled = logits[jnp.arange(batch), self._last_token(inputs.get("input_ids"), logits)]
@@ -359,11 +344,11 @@ class FlaxOPTForQuestionAnsweringModule(_Head):
     label_names = ("start_positions", "end_positions")
 
     def setup(self):
-        self.model = self.base()
+        self.model = FlaxOPTModule(self.config, self.dtype, self.param_dtype, self.gradient_checkpointing)
         self.qa_outputs = self._dense(2, use_bias=True)
 
     def __call__(self, start_positions=None, end_positions=None, **inputs):
-        outputs = self.model(**{**inputs, "use_cache": False})
+        outputs = self.base_model(**{**inputs, "use_cache": False})
         return question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs,
                                          start_positions, end_positions)
 
@@ -387,9 +372,6 @@ class FlaxOPTPreTrainedModel(FlaxPreTrainedModel):
 
     def weights_spec(self):
         return weights_spec(self.config)
-
-    def initializer_std(self) -> float:
-        return self.config.init_std
 
     def dummy_inputs(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
         return {"input_ids": jnp.zeros(input_shape, jnp.int32)}
@@ -444,16 +426,11 @@ class FlaxOPTPreTrainedModel(FlaxPreTrainedModel):
         tokens), or a StaticCache from ``init_cache`` (``attention_mask`` covers all its slots). Heads compute the
         loss from ``labels`` (question answering: ``start_positions`` and ``end_positions``) as transformers does.
         """
-        targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
-        targets = {name: value for name, value in targets.items() if value is not None}
-        unknown = sorted(set(targets) - set(self.module_class.label_names))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} takes no {', '.join(unknown)}")
         return self.apply_module(
             params, dropout_rng, train, return_dict, input_ids=input_ids, attention_mask=attention_mask,
             head_mask=head_mask, past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            position_ids=position_ids, **targets,
+            position_ids=position_ids, labels=labels, start_positions=start_positions, end_positions=end_positions,
         )
 
 

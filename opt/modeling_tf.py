@@ -15,33 +15,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..common.backend_tf import (
+    Block,
+    check_length,
+    check_shape_compatible,
+    dense,
+    dim,
+    embedding,
+    known,
+    layer_norm,
+    lookup_indices,
+    lookup_token_ids,
+    run_layer,
+    static_shape,
+    tied_logits,
+)
 from ..common.cache import StaticCache
 from ..common.layers_tf import (
-    Block,
     ProjectedAttention,
     activation,
     additive_mask,
     causal_keep_mask,
     causal_lm_loss,
-    check_length,
-    check_shape_compatible,
     check_static_cache_room,
-    dense,
-    dim,
-    embedding,
     head_mask_per_layer,
-    layer_norm,
-    lookup_indices,
-    lookup_token_ids,
+    input_shape,
+    layer_dropped,
     new_static_cache,
     question_answering_output,
-    run_layer,
     sequence_classification_loss,
-    span_labels,
     span_loss,
     static_cache_keep_mask,
-    static_shape,
-    tied_logits,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
@@ -49,12 +53,16 @@ from ..common.outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from ..common.validation import check_binary_mask, check_not_empty, check_rank, check_static_cache_length
+from ..common.validation import (
+    check_binary_mask,
+    check_cache_keys,
+    check_cache_layers,
+    check_rank,
+    check_static_cache_length,
+)
 from ..generation.mixin_tf import TFGenerationMixin
-from .config import POSITION_OFFSET, OPTConfig
+from .config import OPTConfig
 from .weights import weights_spec
-
-LAYER_NORM_EPS = 1e-5  # PyTorch's nn.LayerNorm default, which OPT uses
 
 
 def position_ids_from_attention_mask(attention_mask, past_length, seq):
@@ -77,14 +85,14 @@ class TFOPTDecoderLayer(Block):
     def __init__(self, config: OPTConfig, **kwargs):
         super().__init__(**kwargs)
         dtype, std, hidden, bias = self.dtype_policy, config.init_std, config.hidden_size, config.enable_bias
-        affine = config.layer_norm_elementwise_affine
+        affine, eps = config.layer_norm_elementwise_affine, config.layer_norm_eps
         # OPT scales the query before the product, as fairseq did (transformers keeps that order).
         self.self_attn = ProjectedAttention(hidden, config.num_attention_heads, config.attention_dropout, std, bias,
                                             scale_query=True, name="self_attn", dtype=dtype)
-        self.self_attn_layer_norm = layer_norm(hidden, LAYER_NORM_EPS, "self_attn_layer_norm", dtype, affine)
+        self.self_attn_layer_norm = layer_norm(hidden, eps, "self_attn_layer_norm", dtype, affine)
         self.fc1 = dense(config.ffn_dim, hidden, std, "fc1", dtype, bias)
         self.fc2 = dense(hidden, config.ffn_dim, std, "fc2", dtype, bias)
-        self.final_layer_norm = layer_norm(hidden, LAYER_NORM_EPS, "final_layer_norm", dtype, affine)
+        self.final_layer_norm = layer_norm(hidden, eps, "final_layer_norm", dtype, affine)
         self.dropout = keras.layers.Dropout(config.dropout, dtype=dtype)
         self.activation_fn = activation(config.activation_function)
         self.pre_layer_norm = config.do_layer_norm_before
@@ -92,7 +100,7 @@ class TFOPTDecoderLayer(Block):
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, past_key_value=None, cache_index=None,
              training=False):
-        """Returns (output, attention probabilities, this layer's cache entry)."""
+        """Returns (output, attention probabilities or None, this layer's cache entry)."""
         attended, probs, cache = self.self_attn(
             self._pre(self.self_attn_layer_norm, hidden_states), attention_mask=attention_mask, head_mask=head_mask,
             past_key_value=past_key_value, cache_index=cache_index, training=training,
@@ -102,11 +110,13 @@ class TFOPTDecoderLayer(Block):
         hidden_states = self._post(self.final_layer_norm, hidden_states + self.dropout(fed, training=training))
         return hidden_states, probs, cache
 
-    def _pre(self, norm, x):
-        return norm(x) if self.pre_layer_norm else x
+    def _pre(self, norm, hidden_states):
+        """The block's input: normalized first in the pre-layer-norm layout."""
+        return norm(hidden_states) if self.pre_layer_norm else hidden_states
 
-    def _post(self, norm, x):
-        return x if self.pre_layer_norm else norm(x)
+    def _post(self, norm, hidden_states):
+        """The residual sum: normalized in the post-layer-norm layout."""
+        return hidden_states if self.pre_layer_norm else norm(hidden_states)
 
 
 class TFOPTDecoder(Block):
@@ -117,18 +127,17 @@ class TFOPTDecoder(Block):
         self.config = config
         dtype, std, hidden, width = self.dtype_policy, config.init_std, config.hidden_size, config.word_embed_proj_dim
         self.embed_tokens = embedding(config.vocab_size, width, std, "embed_tokens", dtype, config.pad_token_id)
-        self.embed_positions = embedding(config.max_position_embeddings + POSITION_OFFSET, hidden, std,
+        self.embed_positions = embedding(config.max_position_embeddings + config.position_offset, hidden, std,
                                          "embed_positions", dtype)
         projected = width != hidden
         self.project_out = dense(width, hidden, std, "project_out", dtype, use_bias=False) if projected else None
         self.project_in = dense(hidden, width, std, "project_in", dtype, use_bias=False) if projected else None
         # Only the pre-layer-norm layout ends with a layer norm (unless an old checkpoint removed it).
         final = config.do_layer_norm_before and not config._remove_final_layer_norm
-        self.final_layer_norm = (layer_norm(hidden, LAYER_NORM_EPS, "final_layer_norm", dtype,
+        self.final_layer_norm = (layer_norm(hidden, config.layer_norm_eps, "final_layer_norm", dtype,
                                             config.layer_norm_elementwise_affine) if final else None)
         self.layers = [TFOPTDecoderLayer(config, name=f"layers_{i}", dtype=dtype)
                        for i in range(config.num_hidden_layers)]
-        self.layerdrop = config.layerdrop
         self.gradient_checkpointing = False
         self.built = True
 
@@ -136,17 +145,14 @@ class TFOPTDecoder(Block):
              use_cache=False, output_attentions=False, output_hidden_states=False, position_ids=None,
              training=False):
         config = self.config
-        batch, seq = _input_shape(input_ids, inputs_embeds)
+        batch, seq = input_shape(input_ids, inputs_embeds)
         static = isinstance(past_key_values, StaticCache)
         dtype = self.compute_dtype
         if static:
-            past_length = past_key_values.index
-            check_static_cache_room(past_length, seq, past_key_values.max_length)
-            if attention_mask is None:
-                attention_mask = tf.ones([batch, past_key_values.max_length], tf.int32)
-            keep = static_cache_keep_mask(attention_mask, past_length, seq, past_key_values.max_length, batch, dtype)
+            past_length, past_layers = past_key_values.index, past_key_values.layers
+            attention_mask, keep = self._static_masks(past_key_values, attention_mask, batch, seq, dtype)
         else:
-            past_length = _past_length(past_key_values, batch, len(self.layers))
+            past_length, past_layers = _past_length(past_key_values, batch, config.num_hidden_layers), past_key_values
             check_length(past_length + seq, config.max_position_embeddings)
             attention_mask = self._padding_mask(attention_mask, batch, past_length + seq)
             keep = causal_keep_mask(tf.cast(attention_mask, dtype), seq)
@@ -154,24 +160,26 @@ class TFOPTDecoder(Block):
             inputs_embeds = lookup_token_ids(self.embed_tokens.embeddings, input_ids, config.vocab_size)
         if position_ids is None:
             position_ids = position_ids_from_attention_mask(attention_mask, past_length, seq)
-        positions = self._position_embeddings(position_ids, batch, seq)
+        elif tf.executing_eagerly():
+            check_shape_compatible("position_ids", position_ids, [known(batch), known(seq)], "batch, sequence")
         if self.project_in is not None:
             inputs_embeds = self.project_in(inputs_embeds)
+        # Positions run from -1 (padding) to max_position_embeddings - 1, at rows from position_offset - 1.
+        positions = lookup_indices(self.embed_positions.embeddings, position_ids, config.max_position_embeddings,
+                                   "position_ids", "max_position_embeddings", low=-1, offset=config.position_offset)
         hidden_states = tf.cast(inputs_embeds, dtype) + tf.cast(positions, dtype)
 
         mask = additive_mask(keep, dtype)
         head_masks = head_mask_per_layer(head_mask, config.num_hidden_layers, config.num_attention_heads, dtype)
-        cache_index = past_length if static else None
         all_hidden, all_attentions, cache = [], [], []
         for i, layer in enumerate(self.layers):
             all_hidden.append(hidden_states)
             output, probs, layer_cache = run_layer(
                 self, layer, hidden_states, attention_mask=mask, head_mask=head_masks[i],
-                past_key_value=past_key_values.layers[i] if static else (
-                    past_key_values[i] if past_key_values is not None else None),
-                cache_index=cache_index, training=training,
+                past_key_value=past_layers[i] if past_layers is not None else None,
+                cache_index=past_length if static else None, training=training,
             )
-            hidden_states = self._layerdrop(hidden_states, output, training)
+            hidden_states = tf.where(layer_dropped(config.layerdrop, training), hidden_states, output)
             all_attentions.append(probs)
             cache.append(layer_cache)
         if self.final_layer_norm is not None:
@@ -181,7 +189,7 @@ class TFOPTDecoder(Block):
         all_hidden.append(hidden_states)
 
         if static:
-            past = StaticCache(tuple(cache), past_key_values.index + seq)
+            past = StaticCache(tuple(cache), past_length + seq)
         else:
             past = tuple(cache) if use_cache else None
         return BaseModelOutputWithPast(
@@ -191,32 +199,28 @@ class TFOPTDecoder(Block):
             attentions=tuple(all_attentions) if output_attentions else None,
         )
 
+    def _static_masks(self, cache: StaticCache, attention_mask, batch, seq: int, dtype):
+        """(the [batch, max_length] padding mask, the keep mask of the new queries) for a StaticCache call.
+        init_cache checked its slots against the positions; the room left is checked before any is read."""
+        max_length = cache.max_length
+        check_cache_layers(cache, self.config.num_hidden_layers)
+        check_static_cache_room(cache.index, seq, max_length)
+        if attention_mask is None:
+            attention_mask = tf.ones([batch, max_length], tf.int32)
+        return attention_mask, static_cache_keep_mask(attention_mask, cache.index, seq, max_length, batch, dtype)
+
     @staticmethod
     def _padding_mask(attention_mask, batch, key_length):
         """The 2D mask over cached and new tokens (all ones when none is given): positions come from it."""
         if attention_mask is None:
             return tf.ones([batch, key_length], tf.int32)
         check_rank("attention_mask", static_shape(attention_mask), 2, "batch, past + sequence length")
-        check_shape_compatible("attention_mask", attention_mask, [_known(batch), _known(key_length)],
+        check_shape_compatible("attention_mask", attention_mask, [known(batch), known(key_length)],
                                "batch, past + sequence length")
         if tf.executing_eagerly():
             check_binary_mask(np.unique(np.asarray(attention_mask)))
         return attention_mask
 
-    def _position_embeddings(self, position_ids, batch, seq):
-        """Rows of ``embed_positions`` at OPT's offset of 2; positions run from -1 (padding) to
-        max_position_embeddings - 1."""
-        if tf.executing_eagerly():
-            check_shape_compatible("position_ids", position_ids, [_known(batch), _known(seq)], "batch, sequence")
-        return lookup_indices(self.embed_positions.embeddings, position_ids, self.config.max_position_embeddings,
-                              "position_ids", "max_position_embeddings", low=-1, offset=POSITION_OFFSET)
-
-    def _layerdrop(self, inputs, outputs, training):
-        """In training, LayerDrop skips each layer with probability ``layerdrop`` (one draw for the batch);
-        chosen with a select, so the graph is the same for every draw."""
-        if not training or self.layerdrop == 0:
-            return outputs
-        return tf.where(tf.random.uniform([]) < self.layerdrop, inputs, outputs)
 
 
 def _past_length(past_key_values, batch, num_layers: int):
@@ -225,29 +229,9 @@ def _past_length(past_key_values, batch, num_layers: int):
         return 0
     if len(past_key_values) != num_layers:
         raise ValueError(f"past_key_values holds {len(past_key_values)} layers but the model has {num_layers}")
-    shape = static_shape(tf.convert_to_tensor(past_key_values[0][0]))
-    if len(shape) != 4 or (isinstance(batch, int) and shape[0] not in (None, batch)):
-        raise ValueError(f"past_key_values keys must have shape [batch={batch}, heads, past length, head_dim], "
-                         f"got {shape}")
-    return dim(tf.convert_to_tensor(past_key_values[0][0]), 2)
-
-
-def _known(value):
-    return value if isinstance(value, int) else None
-
-
-def _input_shape(input_ids, inputs_embeds):
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("give either input_ids or inputs_embeds, not both")
-    if input_ids is None and inputs_embeds is None:
-        raise ValueError("give input_ids or inputs_embeds")
-    if input_ids is not None:
-        check_rank("input_ids", list(input_ids.shape), 2, "batch, sequence")
-    else:
-        check_rank("inputs_embeds", list(inputs_embeds.shape), 3, "batch, sequence, word_embed_proj_dim")
-    given = tf.convert_to_tensor(input_ids if input_ids is not None else inputs_embeds)
-    check_not_empty("input_ids" if input_ids is not None else "inputs_embeds", list(given.shape))
-    return dim(given, 0), dim(given, 1)
+    key = tf.convert_to_tensor(past_key_values[0][0])
+    check_cache_keys(static_shape(key), batch)
+    return dim(key, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,20 +257,6 @@ class TFOPTPreTrainedModel(TFPreTrainedModel):
         return new_static_cache(config.num_hidden_layers, batch_size, config.num_attention_heads, max_length,
                                 head_dim, self.dtype_policy.compute_dtype)
 
-    def _add_base_model(self) -> None:
-        self.model = TFOPTModel(self.config, dtype=self.dtype_policy, name="model")
-
-
-    def _decode(self, input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
-                output_attentions, output_hidden_states, position_ids, training) -> BaseModelOutputWithPast:
-        base = self.get_base_model()
-        return base.decoder(
-            input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds, use_cache=self.config_default("use_cache", use_cache),
-            output_attentions=self.config_default("output_attentions", output_attentions),
-            output_hidden_states=self.config_default("output_hidden_states", output_hidden_states),
-            position_ids=position_ids, training=training,
-        )
 
 
 class TFOPTModel(TFOPTPreTrainedModel):
@@ -301,8 +271,13 @@ class TFOPTModel(TFOPTPreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
              use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              position_ids=None, training=False):
-        out = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
-                           output_attentions, output_hidden_states, position_ids, training)
+        out = self.decoder(
+            input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, use_cache=self.config_default("use_cache", use_cache),
+            output_attentions=self.config_default("output_attentions", output_attentions),
+            output_hidden_states=self.config_default("output_hidden_states", output_hidden_states),
+            position_ids=position_ids, training=training,
+        )
         return returned(out, return_dict, self.config)
 
 
@@ -311,40 +286,40 @@ class TFOPTForCausalLM(TFGenerationMixin, TFOPTPreTrainedModel):
 
     def __init__(self, config: OPTConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model()
-        self.lm_head = None if config.tie_word_embeddings else dense(
-            config.vocab_size, config.word_embed_proj_dim, config.init_std, "lm_head", self.dtype_policy,
-            use_bias=False)
+        self.model = TFOPTModel(config, dtype=self.dtype_policy, name="model")
+        if not config.tie_word_embeddings:
+            self.lm_head = dense(config.vocab_size, config.word_embed_proj_dim, config.init_std, "lm_head",
+                                 self.dtype_policy, use_bias=False)
         self.built = True
 
     @unpack_inputs
     def call(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
              labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              position_ids=None, training=False):
-        outputs = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
-                               output_attentions, output_hidden_states, position_ids, training)
-        out = CausalLMOutputWithPast(
-            logits=self._lm_logits(outputs.last_hidden_state), past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, position_ids=position_ids, training=training,
         )
+        hidden = outputs.last_hidden_state
+        if self.config.tie_word_embeddings:
+            logits = tied_logits(hidden, self.get_base_model().decoder.embed_tokens.embeddings)
+        else:
+            logits = self.lm_head(hidden)
+        out = CausalLMOutputWithPast(logits=logits, past_key_values=outputs.past_key_values,
+                                     hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def _lm_logits(self, hidden_states):
-        if self.lm_head is not None:
-            return self.lm_head(hidden_states)
-        table = self.get_base_model().decoder.embed_tokens.embeddings
-        return tied_logits(hidden_states, table)
 
     def head_loss(self, labels, output):
         return causal_lm_loss(output.logits, labels)
 
 
 class TFOPTForSequenceClassification(TFOPTPreTrainedModel):
-    """Classifies the last token that is not padding (the last token without ``pad_token_id`` or input ids)."""
+    """Classifies the last token that is not padding (any padding side), as transformers does."""
 
     def __init__(self, config: OPTConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model()
+        self.model = TFOPTModel(config, dtype=self.dtype_policy, name="model")
         self.score = dense(config.num_labels, config.word_embed_proj_dim, config.init_std, "score",
                            self.dtype_policy, use_bias=False)
         self.built = True
@@ -353,8 +328,11 @@ class TFOPTForSequenceClassification(TFOPTPreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
              labels=None, use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              position_ids=None, training=False):
-        outputs = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
-                               output_attentions, output_hidden_states, position_ids, training)
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, position_ids=position_ids, training=training,
+        )
         logits = self.score(outputs.last_hidden_state)
         out = SequenceClassifierOutputWithPast(
             logits=tf.gather(logits, self._last_token(input_ids, logits), axis=1, batch_dims=1),
@@ -364,7 +342,9 @@ class TFOPTForSequenceClassification(TFOPTPreTrainedModel):
         return returned(self.with_loss(out, labels), return_dict, self.config)
 
     def _last_token(self, input_ids, logits):
-        """Per row, the index of the rightmost token that is not padding (0 for a row of padding), as transformers."""
+        """Per row, the index of the rightmost non-pad token (0 for a row of padding only), or the last position
+        when padding cannot be told: no pad_token_id (then only one row is allowed, as in transformers) or
+        inputs_embeds instead of ids."""
         batch, seq = dim(logits, 0), dim(logits, 1)
         pad = self.config.pad_token_id
         if pad is None:
@@ -381,11 +361,11 @@ class TFOPTForSequenceClassification(TFOPTPreTrainedModel):
 
 
 class TFOPTForQuestionAnswering(TFOPTPreTrainedModel):
-    """Extractive QA: start and end logits per token."""
+    """Extractive QA: start and end logits per token. ``use_cache`` is accepted, but the output has no cache."""
 
     def __init__(self, config: OPTConfig, *, dtype=None, name=None):
         super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model()
+        self.model = TFOPTModel(config, dtype=self.dtype_policy, name="model")
         self.qa_outputs = dense(2, config.word_embed_proj_dim, config.init_std, "qa_outputs", self.dtype_policy)
         self.built = True
 
@@ -393,10 +373,14 @@ class TFOPTForQuestionAnswering(TFOPTPreTrainedModel):
     def call(self, input_ids=None, attention_mask=None, head_mask=None, past_key_values=None, inputs_embeds=None,
              start_positions=None, end_positions=None, use_cache=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, position_ids=None, training=False):
-        outputs = self._decode(input_ids, attention_mask, head_mask, past_key_values, inputs_embeds, use_cache,
-                               output_attentions, output_hidden_states, position_ids, training)
-        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
-        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
+        outputs = self.get_base_model()(
+            input_ids=input_ids, attention_mask=attention_mask, head_mask=head_mask, past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds, use_cache=False, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True, position_ids=position_ids, training=training,
+        )
+        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs, start_positions,
+                                        end_positions)
+        return returned(out, return_dict, self.config)
 
     def head_loss(self, labels, output):
         return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])

@@ -21,45 +21,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..common.backend_flax import Embed, checkpointed, dense, layer_norm
 from ..common.cache import StaticCache
+from ..common.encoder_heads_flax import (
+    FlaxEncoderForMaskedLM,
+    FlaxEncoderForMultipleChoice,
+    FlaxEncoderForQuestionAnswering,
+    FlaxEncoderForSequenceClassification,
+    FlaxEncoderForTokenClassification,
+    FlaxEncoderHead,
+)
 from ..common.layers_flax import (
-    ClassificationHead,
-    Embed,
     LMHead,
     Pooler,
     activation,
     additive_mask,
-    attention,
-    attention_bias,
+    causal_keep_mask,
     causal_lm_loss,
     check_static_cache_room,
-    checkpointed,
-    cross_entropy,
-    dense,
-    layer_head_masks,
-    layer_norm,
+    eager_attention,
+    head_mask_per_layer,
+    input_shape,
+    keys_and_values,
+    merge_heads,
     new_static_cache,
-    question_answering_output,
-    sequence_classification_loss,
+    padding_keep_mask,
+    split_heads,
     static_cache_keep_mask,
-    static_cache_update,
 )
 from ..common.modeling_flax import FlaxPreTrainedModel
 from ..common.outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 from ..common.validation import (
     check_cache_layers,
-    check_rank,
     check_sequence_length,
     check_static_cache_decoder,
     check_static_cache_length,
-    input_shape,
 )
 from ..generation.mixin_flax import FlaxGenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
@@ -89,13 +89,10 @@ class _Block(nn.Module):
                      padding_idx=padding_idx)
 
 
-def create_position_ids(input_ids: Array, padding_idx: int, past_length: int = 0) -> Array:
-    """RoBERTa positions: real tokens count from ``padding_idx + 1`` (after the cache); padding keeps ``padding_idx``.
-
-    As Hugging Face computes them, also with a cache: the past length is added to the running count.
-    """
-    real = (input_ids != padding_idx).astype(jnp.int32)
-    return (jnp.cumsum(real, axis=1) + past_length) * real + padding_idx
+def position_ids_from_input_ids(input_ids: Array, padding_idx: int, past_length: int = 0) -> Array:
+    """RoBERTa numbers real tokens from ``padding_idx + 1`` (after the cached ones); padding keeps ``padding_idx``."""
+    is_token = (input_ids != padding_idx).astype(jnp.int32)
+    return (jnp.cumsum(is_token, axis=1) + past_length) * is_token + padding_idx
 
 
 def position_ids_from_slot_mask(slot_mask: Array, padding_idx: int, index: Array, seq: int) -> Array:
@@ -132,14 +129,21 @@ class FlaxRobertaEmbeddings(_Block):
         x = inputs_embeds + self.token_type_embeddings(token_type_ids)
         if c.position_embedding_type == "absolute":
             if position_ids is None:
-                position_ids = (create_position_ids(input_ids, c.pad_token_id, past_length) if input_ids is not None
-                                else jnp.broadcast_to(jnp.arange(seq) + c.pad_token_id + 1, (batch, seq)))
+                position_ids = self._default_position_ids(input_ids, batch, seq, past_length)
             self.position_embeddings.check(position_ids, "position_ids", "max_position_embeddings")
             x = x + self.position_embeddings(position_ids)
         else:
             # Hugging Face keeps the table with relative positions too; touch it so it exists, loads and saves.
             _ = self.position_embeddings.embedding
         return self.dropout(self.LayerNorm(x), deterministic=deterministic)
+
+    def _default_position_ids(self, input_ids, batch, seq, past_length):
+        padding_idx = self.config.pad_token_id
+        if input_ids is not None:
+            return position_ids_from_input_ids(input_ids, padding_idx, past_length)
+        # Embeddings give no padding to skip: number them in order (Hugging Face ignores the cache here too).
+        first = padding_idx + 1
+        return jnp.broadcast_to(jnp.arange(first, first + seq), (batch, seq))
 
 
 class FlaxRobertaSelfAttention(_Block):
@@ -155,47 +159,28 @@ class FlaxRobertaSelfAttention(_Block):
         if self.position_embedding_type != "absolute":
             self.distance_embedding = self._embed(2 * c.max_position_embeddings - 1, self.head_dim)
 
-    def _heads(self, x):
-        return x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
-
-    def __call__(self, hidden_states, bias, head_mask, key_value_states=None, past: LayerCache | None = None,
+    def __call__(self, hidden_states, attention_mask, head_mask, key_value_states=None,
+                 past_key_value: LayerCache | None = None,
                  cache_index: Array | None = None, deterministic: bool = True, output_attentions: bool = False):
         """Returns (context [batch, seq, hidden], probabilities or None, (k, v) [batch, heads, keys, head_dim]).
 
-        ``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past`` from that index
+        ``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past_key_value`` from that index
         instead of appending them.
         """
-        query = self._heads(self.query(hidden_states))
-        if key_value_states is not None and past is not None:
-            # Cross-attention keys and values depend only on the encoder output: computed once, then cached.
-            key, value = (jnp.swapaxes(t, 1, 2) for t in past)
-        else:
-            source = hidden_states if key_value_states is None else key_value_states
-            key, value = self._heads(self.key(source)), self._heads(self.value(source))
-            if past is not None:
-                key, value = self._after_past(past, key, value, cache_index)
-        offset = None
-        if self.position_embedding_type != "absolute":
-            offset = self._relative_scores(query, key, cache_index)
+        query = split_heads(self.query(hidden_states), self.num_heads)
+        key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
+                                     cache_index)
         rate = self.config.attention_probs_dropout_prob
-        context, probs = attention(
-            query, key, value, bias, score_offset=offset, head_mask=head_mask, dropout_rate=rate,
+        context, probs = eager_attention(
+            query, key, value, attention_mask, dropout=rate, head_mask=head_mask,
+            extra_scores=self._relative_scores(query, key, cache_index),
             dropout_rng=None if deterministic or rate == 0.0 else self.make_rng("dropout"),
-            output_attentions=output_attentions,
         )
-        context = context.reshape(context.shape[:2] + (-1,))
-        return context, probs, (jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2))
+        return merge_heads(context), probs if output_attentions else None, (key, value)
 
-    @staticmethod
-    def _after_past(past: LayerCache, key, value, cache_index):
-        """The cached keys and values with the new ones [batch, seq, heads, head_dim]: appended, or written into a
-        StaticCache's slots from ``cache_index``."""
-        if cache_index is None:
-            return (jnp.concatenate([jnp.swapaxes(past[0], 1, 2).astype(key.dtype), key], axis=1),
-                    jnp.concatenate([jnp.swapaxes(past[1], 1, 2).astype(value.dtype), value], axis=1))
-        written = static_cache_update(past[0], past[1], jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2),
-                                      cache_index)
-        return tuple(jnp.swapaxes(t, 1, 2) for t in written)
+    def project_key_value(self, source):
+        """Keys and values [batch, heads, len, head_dim] of ``source``."""
+        return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
 
     def _relative_scores(self, query, key, cache_index):
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query).
@@ -205,22 +190,24 @@ class FlaxRobertaSelfAttention(_Block):
         places every query at the last key whenever a cache is in use, which is wrong for multi-token passes;
         one-token steps agree.)
         """
-        query_length, key_length = query.shape[1], key.shape[1]
+        if self.position_embedding_type == "absolute":
+            return []
+        query_length, key_length = query.shape[2], key.shape[2]
         first_query = key_length - query_length if cache_index is None else jnp.asarray(cache_index, jnp.int32)
         query_positions = (first_query + jnp.arange(query_length))[:, None]
         distance = query_positions - jnp.arange(key_length)[None, :]
         table = self.distance_embedding(distance + self.config.max_position_embeddings - 1).astype(query.dtype)
         table = jnp.broadcast_to(table, (query_length,) + table.shape[1:])
-        scores = jnp.einsum("bqnd,qkd->bnqk", query, table)
+        scores = [jnp.einsum("bhqd,qkd->bhqk", query, table)]
         if self.position_embedding_type == "relative_key_query":
-            scores = scores + jnp.einsum("bknd,qkd->bnqk", key, table)
+            scores.append(jnp.einsum("bhkd,qkd->bhqk", key, table))
         return scores
 
 
-class FlaxRobertaResidual(_Block):
-    """dense -> dropout -> add the block input, then LayerNorm (post-LN) or nothing (pre-LN normalized earlier).
+class FlaxRobertaResidualOutput(_Block):
+    """dense -> dropout -> add the block input, then LayerNorm unless pre-layer-norm normalized the input already.
 
-    Serves as both ``attention.output`` and the layer's ``output``.
+    Serves as both ``attention.output`` and the layer's ``output`` (transformers' SelfOutput and Output).
     """
 
     def setup(self):
@@ -229,9 +216,9 @@ class FlaxRobertaResidual(_Block):
         if not self.pre_layer_norm:
             self.LayerNorm = self._layer_norm()
 
-    def __call__(self, hidden_states, block_input, deterministic: bool):
-        x = self.dropout(self.dense(hidden_states), deterministic=deterministic) + block_input
-        return x if self.pre_layer_norm else self.LayerNorm(x)
+    def __call__(self, hidden_states, residual, deterministic: bool):
+        hidden_states = self.dropout(self.dense(hidden_states), deterministic=deterministic) + residual
+        return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
 
 
 class FlaxRobertaAttention(_Block):
@@ -240,16 +227,19 @@ class FlaxRobertaAttention(_Block):
     def setup(self):
         self.self = FlaxRobertaSelfAttention(self.config, self.pre_layer_norm, self.dtype, self.param_dtype,
                                              self.position_embedding_type)
-        self.output = FlaxRobertaResidual(self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
+        self.output = FlaxRobertaResidualOutput(self.config, self.pre_layer_norm, self.dtype, self.param_dtype)
         if self.pre_layer_norm:
             self.LayerNorm = self._layer_norm()
 
-    def __call__(self, hidden_states, bias, head_mask, key_value_states=None, past=None, cache_index=None,
-                 deterministic=True, output_attentions=False):
+    def __call__(self, hidden_states, attention_mask, head_mask, key_value_states=None, past_key_value=None,
+                 cache_index=None, deterministic=True, output_attentions=False):
         normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
-        context, probs, cache = self.self(normed, bias, head_mask, key_value_states, past, cache_index, deterministic,
-                                          output_attentions)
-        return self.output(context, hidden_states, deterministic), probs, cache
+        context, probs, key_value = self.self(
+            normed, attention_mask=attention_mask, head_mask=head_mask, key_value_states=key_value_states,
+            past_key_value=past_key_value, cache_index=cache_index, deterministic=deterministic,
+            output_attentions=output_attentions,
+        )
+        return self.output(context, residual=hidden_states, deterministic=deterministic), probs, key_value
 
 
 class FlaxRobertaIntermediate(_Block):
@@ -274,26 +264,34 @@ class FlaxRobertaLayer(_Block):
                 raise ValueError("add_cross_attention=True needs is_decoder=True in the config")
             self.crossattention = FlaxRobertaAttention(*blocks, position_embedding_type="absolute")
         self.intermediate = FlaxRobertaIntermediate(*blocks)
-        self.output = FlaxRobertaResidual(*blocks)
+        self.output = FlaxRobertaResidualOutput(*blocks)
 
-    def __call__(self, hidden_states, bias, head_mask, encoder_hidden_states, encoder_bias, past: LayerCache | None,
-                 cache_index: Array | None, deterministic: bool, output_attentions: bool):
-        """Returns (output, self-attention probabilities, cross-attention probabilities, this layer's cache)."""
-        attended, self_probs, cache = self.attention(hidden_states, bias, head_mask, None,
-                                                     None if past is None else past[:2], cache_index, deterministic,
-                                                     output_attentions)
+    def __call__(self, hidden_states, attention_mask, head_mask, encoder_hidden_states, encoder_attention_mask,
+                 past_key_value: LayerCache | None, cache_index: Array | None, deterministic: bool,
+                 output_attentions: bool):
+        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer).
+
+        ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        """
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        hidden_states, self_probs, cache = self.attention(
+            hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
+            cache_index=cache_index, deterministic=deterministic, output_attentions=output_attentions,
+        )
         cross_probs = None
         if self.config.is_decoder and encoder_hidden_states is not None:
             if not self.config.add_cross_attention:
                 raise ValueError("encoder_hidden_states were passed, but the model has no cross-attention layers: "
                                  "set add_cross_attention=True in the config")
-            cross_past = past[2:] if past is not None and len(past) == 4 else None
-            attended, cross_probs, cross_cache = self.crossattention(
-                attended, encoder_bias, head_mask, encoder_hidden_states, cross_past, None, deterministic,
-                output_attentions)
+            cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+            hidden_states, cross_probs, cross_cache = self.crossattention(
+                hidden_states, attention_mask=encoder_attention_mask, head_mask=head_mask,
+                key_value_states=encoder_hidden_states, past_key_value=cross_past, deterministic=deterministic,
+                output_attentions=output_attentions,
+            )
             cache = cache + cross_cache
-        output = self.output(self.intermediate(attended), attended, deterministic)
-        return output, self_probs, cross_probs, cache
+        hidden_states = self.output(self.intermediate(hidden_states), residual=hidden_states, deterministic=deterministic)
+        return hidden_states, self_probs, cross_probs, cache
 
 
 class FlaxRobertaLayerCollection(_Block):
@@ -306,26 +304,26 @@ class FlaxRobertaLayerCollection(_Block):
         self.layers = [layer(self.config, self.pre_layer_norm, self.dtype, self.param_dtype, name=str(i))
                        for i in range(self.config.num_hidden_layers)]
 
-    def __call__(self, hidden_states, bias, head_mask, encoder_hidden_states, encoder_bias, past_key_values,
-                 cache_index, deterministic, output_attentions, output_hidden_states):
+    def __call__(self, hidden_states, attention_mask, head_mask, encoder_hidden_states, encoder_attention_mask,
+                 past_key_values, cache_index, deterministic, output_attentions, output_hidden_states):
         all_hidden, all_self, all_cross, cache = [], [], [], []
-        head_masks = layer_head_masks(head_mask, len(self.layers), self.config.num_attention_heads)
+        head_masks = head_mask_per_layer(head_mask, len(self.layers), self.config.num_attention_heads)
         for i, layer in enumerate(self.layers):
             all_hidden.append(hidden_states)
             hidden_states, self_probs, cross_probs, layer_cache = layer(
-                hidden_states, bias, head_masks[i], encoder_hidden_states, encoder_bias,
+                hidden_states, attention_mask, head_masks[i], encoder_hidden_states, encoder_attention_mask,
                 None if past_key_values is None else past_key_values[i], cache_index, deterministic,
                 output_attentions)
             all_self.append(self_probs)
             all_cross.append(cross_probs)
             cache.append(layer_cache)
         all_hidden.append(hidden_states)
-        return (
-            hidden_states,
-            tuple(all_hidden) if output_hidden_states else None,
-            tuple(all_self) if output_attentions else None,
-            tuple(all_cross) if output_attentions and all_cross[0] is not None else None,
-            tuple(cache),
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=tuple(cache),
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions and all_cross[0] is not None else None,
         )
 
 
@@ -367,58 +365,56 @@ class FlaxRobertaModule(_Block):
         use_cache = (c.use_cache if use_cache is None else use_cache) if c.is_decoder else False
 
         batch, seq = input_shape(input_ids, inputs_embeds)
+        check_cache_layers(past_key_values, c.num_hidden_layers)
         static = isinstance(past_key_values, StaticCache)
         if static:
-            static_bias, position_ids = self._static_cache_inputs(
+            static_mask, position_ids = self._static_cache_inputs(
                 past_key_values, attention_mask, position_ids, encoder_hidden_states, batch, seq)
-            past_length, past_layers, use_cache = past_key_values.index, past_key_values.layers, True
+            past_length, use_cache = past_key_values.index, True
         else:
             past_length = self._past_length(past_key_values)
-            past_layers = self._empty_cache(batch) if use_cache and past_key_values is None else past_key_values
             check_sequence_length(seq + past_length, c.max_sequence_length)
 
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length, deterministic)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length,
+                                     deterministic)
         if static:
-            bias = static_bias
+            mask = static_mask
         else:
-            bias = attention_bias(attention_mask, batch, seq, past_length + seq, causal=c.is_decoder,
-                                  dtype=self.dtype)
-        encoder_bias = None
+            mask = self._self_attention_mask(attention_mask, batch, seq, past_length, self.dtype)
+        encoder_mask = None
         if c.is_decoder and encoder_hidden_states is not None:
-            encoder_bias = attention_bias(encoder_attention_mask, batch, seq, encoder_hidden_states.shape[1],
-                                          causal=False, dtype=self.dtype, name="encoder_attention_mask")
+            encoder_mask = self._encoder_attention_mask(encoder_attention_mask, encoder_hidden_states, seq, self.dtype)
             encoder_hidden_states = jnp.asarray(encoder_hidden_states, self.dtype)
 
-        sequence, all_hidden, all_self, all_cross, cache = self.encoder(
-            hidden, bias, head_mask, encoder_hidden_states, encoder_bias, past_layers, past_length if static else None,
-            deterministic, output_attentions, output_hidden_states)
+        encoded = self.encoder(
+            embeddings, mask, head_mask, encoder_hidden_states, encoder_mask,
+            past_key_values.layers if static else past_key_values, past_length if static else None, deterministic,
+            output_attentions, output_hidden_states)
+        sequence_output = encoded.last_hidden_state
         if self.pre_layer_norm:
-            sequence = self.LayerNorm(sequence)
+            sequence_output = self.LayerNorm(sequence_output)
         if static:
-            past = StaticCache(cache, past_length + seq)
+            past = StaticCache(encoded.past_key_values, past_length + seq)
         else:
-            past = cache if use_cache else None
+            past = encoded.past_key_values if use_cache else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=sequence,
-            pooler_output=self.pooler(sequence) if self.add_pooling_layer else None,
-            hidden_states=all_hidden,
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.add_pooling_layer else None,
+            hidden_states=encoded.hidden_states,
             past_key_values=past,
-            attentions=all_self,
-            cross_attentions=all_cross,
+            attentions=encoded.attentions,
+            cross_attentions=encoded.cross_attentions,
         )
 
     def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, encoder_hidden_states,
                              batch: int, seq: int):
-        """(the attention bias of the new queries over all slots, their position ids) for a call with a
+        """(the additive mask of the new queries over all slots, their position ids) for a call with a
         StaticCache; ``attention_mask`` [batch, max_length] covers every slot (None keeps them all)."""
         c = self.config
         if encoder_hidden_states is not None:
             raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
                                       "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
         _check_static_cache_slots(c, cache.max_length)
-        if len(cache.layers) != c.num_hidden_layers:
-            raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
-                             f"{c.num_hidden_layers}")
         check_static_cache_room(cache.index, seq, cache.max_length)
         if attention_mask is None:
             attention_mask = jnp.ones((batch, cache.max_length), jnp.int32)
@@ -427,16 +423,28 @@ class FlaxRobertaModule(_Block):
             position_ids = position_ids_from_slot_mask(attention_mask, c.pad_token_id, cache.index, seq)
         return additive_mask(keep, self.dtype), position_ids
 
-    def _empty_cache(self, batch: int) -> tuple[LayerCache, ...]:
-        """Zero-length self-attention caches: a first pass with ``use_cache`` runs as a cached pass (as in HF)."""
-        c = self.config
-        empty = jnp.zeros((batch, c.num_attention_heads, 0, c.hidden_size // c.num_attention_heads), self.dtype)
-        return ((empty, empty),) * c.num_hidden_layers
+    def _self_attention_mask(self, attention_mask, batch, seq, past_length, dtype):
+        """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
+        key_length = past_length + seq
+        if attention_mask is None:
+            if not self.config.is_decoder or seq == 1:
+                return None
+            attention_mask = jnp.ones((batch, key_length), jnp.int32)
+        keep = padding_keep_mask(attention_mask, batch, seq, key_length, "attention_mask")
+        if self.config.is_decoder and np.ndim(attention_mask) == 2:
+            keep = causal_keep_mask(attention_mask, seq)
+        return additive_mask(keep, dtype)
+
+    def _encoder_attention_mask(self, encoder_attention_mask, encoder_hidden_states, seq, dtype):
+        if encoder_attention_mask is None:
+            return None
+        batch, encoder_length = np.shape(encoder_hidden_states)[:2]
+        keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
+        return additive_mask(keep, dtype)
 
     def _past_length(self, past_key_values) -> int:
         if past_key_values is None:
             return 0
-        check_cache_layers(past_key_values, self.config.num_hidden_layers)
         if any(len(entry) not in (2, 4) for entry in past_key_values):
             raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per layer, "
                              "each [batch, heads, seq, head_dim]")
@@ -447,49 +455,32 @@ class FlaxRobertaModule(_Block):
 # Heads
 
 
-class _Head(_Block):
-    """A head on the base model, held under ``base_model_prefix`` ("roberta" or "roberta_prelayernorm")."""
+class _FlaxRobertaHead(FlaxEncoderHead):
+    """The family's head base: the shared encoder heads (common/encoder_heads_flax.py) on RoBERTa's base module."""
 
-    base_model_prefix: str = "roberta"
-    gradient_checkpointing: bool = False
-    add_pooling_layer = False  # class constants, not module fields
-    label_names = ("labels",)
+    pre_layer_norm: bool = False
+    reads_classifier_dropout = True  # a class setting, not a module field
 
-    def base(self) -> FlaxRobertaModule:
-        return FlaxRobertaModule(self.config, self.pre_layer_norm, self.dtype, self.param_dtype,
-                                 add_pooling_layer=self.add_pooling_layer,
-                                 gradient_checkpointing=self.gradient_checkpointing, name=self.base_model_prefix)
-
-    def _dropout(self, rate: float | None) -> nn.Dropout:
-        return nn.Dropout(self.config.hidden_dropout_prob if rate is None else rate)
+    @classmethod
+    def base_model_class(cls) -> type[FlaxRobertaModule]:
+        """The bare model's module (one for both families: ``pre_layer_norm`` is a field)."""
+        return FlaxRobertaModule
 
 
-class _LMHeadModule(_Head):
+class FlaxRobertaForMaskedLMModule(FlaxEncoderForMaskedLM, _FlaxRobertaHead):
+    pass
+
+
+class FlaxRobertaForCausalLMModule(_FlaxRobertaHead):
     def setup(self):
-        self.backbone = self.base()
+        self._add_base_model(add_pooling_layer=False)
         self.lm_head = LMHead(self.config, self.dtype, self.param_dtype)
 
-    def _logits(self, sequence_output):
-        words = self.backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
-        return self.lm_head(sequence_output, words)
-
-
-class FlaxRobertaForMaskedLMModule(_LMHeadModule):
-    def __call__(self, labels=None, **inputs):
-        outputs = self.backbone(**inputs)
-        logits = self._logits(outputs.last_hidden_state)
-        return MaskedLMOutput(
-            loss=None if labels is None else cross_entropy(logits, labels),
-            logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-
-
-class FlaxRobertaForCausalLMModule(_LMHeadModule):
     def __call__(self, labels=None, **inputs):
         if labels is not None:
             inputs["use_cache"] = False  # as Hugging Face: training on labels returns no cache
-        outputs = self.backbone(**inputs)
-        logits = self._logits(outputs.last_hidden_state)
+        outputs = self.base_model(**inputs)
+        logits = self.lm_head(outputs.last_hidden_state, self._word_embeddings())
         return CausalLMOutputWithCrossAttentions(
             loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits,
             past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
@@ -497,78 +488,20 @@ class FlaxRobertaForCausalLMModule(_LMHeadModule):
         )
 
 
-class FlaxRobertaForSequenceClassificationModule(_Head):
-    def setup(self):
-        self.backbone = self.base()
-        self.classifier = ClassificationHead(self.config, self.dtype, self.param_dtype, rate=self.config.classifier_dropout)
-
-    def __call__(self, labels=None, **inputs):
-        outputs = self.backbone(**inputs)
-        logits = self.classifier(outputs.last_hidden_state, inputs.get("deterministic", True))
-        return SequenceClassifierOutput(
-            loss=None if labels is None else sequence_classification_loss(self.config, logits, labels),
-            logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
+class FlaxRobertaForSequenceClassificationModule(FlaxEncoderForSequenceClassification, _FlaxRobertaHead):
+    pass
 
 
-class FlaxRobertaForTokenClassificationModule(_Head):
-    def setup(self):
-        self.backbone = self.base()
-        self.dropout = self._dropout(self.config.classifier_dropout)
-        self.classifier = self._dense(self.config.num_labels)
-
-    def __call__(self, labels=None, **inputs):
-        outputs = self.backbone(**inputs)
-        hidden = self.dropout(outputs.last_hidden_state, deterministic=inputs.get("deterministic", True))
-        logits = self.classifier(hidden)
-        return TokenClassifierOutput(
-            loss=None if labels is None else cross_entropy(logits, labels),
-            logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
+class FlaxRobertaForMultipleChoiceModule(FlaxEncoderForMultipleChoice, _FlaxRobertaHead):
+    pass
 
 
-class FlaxRobertaForMultipleChoiceModule(_Head):
-    """Scores each of ``num_choices`` sequences; inputs are [batch, num_choices, sequence]."""
-
-    add_pooling_layer = True
-
-    def setup(self):
-        self.backbone = self.base()
-        self.dropout = self._dropout(None)
-        self.classifier = self._dense(1)
-
-    def __call__(self, labels=None, **inputs):
-        ids, embeds = inputs.get("input_ids"), inputs.get("inputs_embeds")
-        if ids is not None:
-            check_rank("input_ids", np.shape(ids), 3, "[batch, num_choices, sequence]")
-        elif embeds is not None:
-            check_rank("inputs_embeds", np.shape(embeds), 4, "[batch, num_choices, sequence, hidden]")
-        num_choices = (ids if ids is not None else embeds).shape[1]
-        for name in ("input_ids", "attention_mask", "token_type_ids", "position_ids"):
-            if inputs.get(name) is not None:
-                inputs[name] = jnp.reshape(inputs[name], (-1, np.shape(inputs[name])[-1]))
-        if embeds is not None:
-            inputs["inputs_embeds"] = jnp.reshape(embeds, (-1,) + np.shape(embeds)[-2:])
-        outputs = self.backbone(**inputs)
-        pooled = self.dropout(outputs.pooler_output, deterministic=inputs.get("deterministic", True))
-        logits = self.classifier(pooled).reshape(-1, num_choices)
-        return MultipleChoiceModelOutput(
-            loss=None if labels is None else cross_entropy(logits, labels),
-            logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
+class FlaxRobertaForTokenClassificationModule(FlaxEncoderForTokenClassification, _FlaxRobertaHead):
+    pass
 
 
-class FlaxRobertaForQuestionAnsweringModule(_Head):
-    label_names = ("start_positions", "end_positions")
-
-    def setup(self):
-        self.backbone = self.base()
-        self.qa_outputs = self._dense(self.config.num_labels)
-
-    def __call__(self, start_positions=None, end_positions=None, **inputs):
-        outputs = self.backbone(**inputs)
-        return question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs,
-                                         start_positions, end_positions)
+class FlaxRobertaForQuestionAnsweringModule(FlaxEncoderForQuestionAnswering, _FlaxRobertaHead):
+    pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -586,10 +519,10 @@ class FlaxRobertaPreTrainedModel(FlaxPreTrainedModel):
 
     def __init__(self, config: RobertaConfig, input_shape: tuple[int, ...] | None = None, seed: int = 0,
                  dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, _do_init: bool = True, **module_kwargs):
-        if issubclass(self.module_class, _Head):
+        if issubclass(self.module_class, FlaxEncoderHead):
             module_kwargs["base_model_prefix"] = self.base_model_prefix
-        module = self.module_class(config, self.pre_layer_norm, jnp.dtype(dtype), jnp.dtype(param_dtype),
-                                   **module_kwargs)
+        module = self.module_class(config, pre_layer_norm=self.pre_layer_norm, dtype=jnp.dtype(dtype),
+                                   param_dtype=jnp.dtype(param_dtype), **module_kwargs)
         super().__init__(config, module, input_shape=input_shape or (1,) * self.input_rank, seed=seed, dtype=dtype,
                          param_dtype=param_dtype, _do_init=_do_init)
 
@@ -646,17 +579,13 @@ class FlaxRobertaPreTrainedModel(FlaxPreTrainedModel):
         ``init_cache`` (``attention_mask`` then covers all its slots). Heads compute the loss from
         ``labels`` (question answering: ``start_positions`` and ``end_positions``) as Hugging Face does.
         """
-        targets = {"labels": labels, "start_positions": start_positions, "end_positions": end_positions}
-        targets = {name: value for name, value in targets.items() if value is not None}
-        unknown = sorted(set(targets) - set(self.module_class.label_names))
-        if unknown:
-            raise TypeError(f"{type(self).__name__} takes no {', '.join(unknown)}")
         return self.apply_module(
             params, dropout_rng, train, return_dict, input_ids=input_ids, attention_mask=attention_mask,
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, **targets,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, labels=labels,
+            start_positions=start_positions, end_positions=end_positions,
         )
 
 

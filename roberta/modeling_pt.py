@@ -11,53 +11,48 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..common.backend_pt import check_ids, check_indices, run_layer, sdpa_attention
 from ..common.cache import StaticCache
+from ..common.encoder_heads_pt import (
+    EncoderForMaskedLM,
+    EncoderForMultipleChoice,
+    EncoderForQuestionAnswering,
+    EncoderForSequenceClassification,
+    EncoderForTokenClassification,
+    EncoderHead,
+)
 from ..common.layers_pt import (
-    ClassificationHead,
     LMHead,
     Pooler,
     activation,
     additive_mask,
     causal_keep_mask,
     causal_lm_loss,
-    check_ids,
-    check_indices,
     check_static_cache_room,
     eager_attention,
     head_mask_per_layer,
+    input_shape,
     keys_and_values,
     merge_heads,
     new_static_cache,
     padding_keep_mask,
-    run_layer,
-    sdpa_attention,
-    sequence_classification_loss,
-    span_logits_and_loss,
     split_heads,
     static_cache_keep_mask,
     static_cache_slots,
-    token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_pt import PreTrainedModel
 from ..common.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
     as_encoder_output,
+    tuple_or_none,
 )
 from ..common.validation import (
     check_cache_layers,
-    check_rank,
     check_sequence_length,
     check_static_cache_decoder,
     check_static_cache_length,
-    input_shape,
 )
 from ..generation.mixin_pt import GenerationMixin
 from .config import RobertaConfig, RobertaPreLayerNormConfig
@@ -70,11 +65,12 @@ def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int, past_
     return ((torch.cumsum(is_token, dim=1).type_as(is_token) + past_length) * is_token).long() + padding_idx
 
 
-def static_position_ids(attention_mask: torch.Tensor, padding_idx: int, index: torch.Tensor, seq: int) -> torch.Tensor:
-    """Positions of ``seq`` tokens written at a StaticCache's ``index``, numbered from the mask over every slot:
-    RoBERTa's own numbering for an unpadded row, and for a left-padded row the positions of its unpadded row."""
-    mask = attention_mask.long()
-    positions = torch.cumsum(mask, dim=1) * mask + padding_idx
+def position_ids_from_slot_mask(slot_mask: torch.Tensor, padding_idx: int, index: torch.Tensor, seq: int) -> torch.Tensor:
+    """With a StaticCache: RoBERTa's numbering of the slots ``slot_mask`` [batch, max_length] keeps (from
+    ``padding_idx + 1``; padding keeps ``padding_idx``), for the ``seq`` slots written from ``index``. It equals the
+    numbering of the input ids on an unpadded row, and gives a left-padded row the positions of its unpadded row."""
+    mask = slot_mask.long()
+    positions = padding_idx + torch.cumsum(mask, dim=1) * mask
     return positions.index_select(1, static_cache_slots(index, seq))
 
 
@@ -138,27 +134,29 @@ class RobertaSelfAttention(nn.Module):
             self.max_position_embeddings = config.max_position_embeddings
             self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_size)
 
-    def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-                output_attentions=False, cache_index=None):
-        """``cache_index``: where a StaticCache (whose slots ``past_key_value`` holds) writes the new keys."""
+    def forward(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+                cache_index=None, output_attentions=False):
+        """``cache_index`` (a StaticCache's) writes the new keys and values into the slots of ``past_key_value``
+        from that index instead of appending them."""
         query = split_heads(self.query(hidden_states), self.num_heads)
         key, value = keys_and_values(self.project_key_value, hidden_states, key_value_states, past_key_value,
                                      cache_index)
-        dropout_p = self.dropout_prob if self.training else 0.0
         if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
             context, probs = eager_attention(
-                query, key, value, mask, dropout_p=dropout_p, head_mask=head_mask,
-                extra_scores=self._relative_scores(query, key, cache_index),
+                query, key, value, attention_mask, dropout=self.dropout_prob, head_mask=head_mask,
+                extra_scores=self._relative_scores(query, key, cache_index), training=self.training,
             )
         else:
-            context, probs = sdpa_attention(query, key, value, mask, dropout_p=dropout_p), None
+            context = sdpa_attention(query, key, value, attention_mask, dropout=self.dropout_prob,
+                                     training=self.training)
+            probs = None
         return merge_heads(context), probs, (key, value)
 
     def project_key_value(self, source):
         """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
 
-    def _relative_scores(self, query, key, cache_index=None) -> list[torch.Tensor]:
+    def _relative_scores(self, query, key, cache_index) -> list[torch.Tensor]:
         """Scores from the learned query-key distance embeddings (Shaw et al.; Huang et al. for key_query)."""
         if self.position_embedding_type == "absolute":
             return []
@@ -206,13 +204,14 @@ class RobertaAttention(nn.Module):
         if pre_layer_norm:
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, hidden_states, mask=None, head_mask=None, key_value_states=None, past_key_value=None,
-                output_attentions=False, cache_index=None):
+    def forward(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
+                cache_index=None, output_attentions=False):
         normed = self.LayerNorm(hidden_states) if self.pre_layer_norm else hidden_states
         context, probs, key_value = self.self(
-            normed, mask, head_mask, key_value_states, past_key_value, output_attentions, cache_index
+            normed, attention_mask=attention_mask, head_mask=head_mask, key_value_states=key_value_states,
+            past_key_value=past_key_value, cache_index=cache_index, output_attentions=output_attentions,
         )
-        return self.output(context, hidden_states), probs, key_value
+        return self.output(context, residual=hidden_states), probs, key_value
 
 
 class RobertaIntermediate(nn.Module):
@@ -241,15 +240,16 @@ class RobertaLayer(nn.Module):
         self.intermediate = RobertaIntermediate(config, pre_layer_norm)
         self.output = RobertaResidualOutput(config, config.intermediate_size, pre_layer_norm)
 
-    def forward(self, hidden_states, mask=None, head_mask=None, encoder_hidden_states=None, encoder_mask=None,
-                past_key_value=None, output_attentions=False, cache_index=None):
+    def forward(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
+                encoder_attention_mask=None, past_key_value=None, cache_index=None, output_attentions=False):
         """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer).
 
         ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
         """
         self_past = past_key_value[:2] if past_key_value is not None else None
         hidden_states, self_probs, cache = self.attention(
-            hidden_states, mask, head_mask, None, self_past, output_attentions, cache_index
+            hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
+            cache_index=cache_index, output_attentions=output_attentions,
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -260,12 +260,13 @@ class RobertaLayer(nn.Module):
                 )
             cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
             hidden_states, cross_probs, cross_cache = self.crossattention(
-                hidden_states, encoder_mask, head_mask, encoder_hidden_states, cross_past, output_attentions
+                hidden_states, attention_mask=encoder_attention_mask, head_mask=head_mask,
+                key_value_states=encoder_hidden_states, past_key_value=cross_past, output_attentions=output_attentions,
             )
             # A StaticCache keeps its structure from step to step: cross entries only where it had them.
             if cache_index is None or cross_past is not None:
                 cache = cache + cross_cache
-        hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
+        hidden_states = self.output(self.intermediate(hidden_states), residual=hidden_states)
         return hidden_states, self_probs, cross_probs, cache
 
 
@@ -276,9 +277,9 @@ class RobertaEncoder(nn.Module):
         self.layer = nn.ModuleList([RobertaLayer(config, pre_layer_norm) for _ in range(config.num_hidden_layers)])
         self.gradient_checkpointing = False
 
-    def forward(self, hidden_states, mask=None, head_masks=None, encoder_hidden_states=None, encoder_mask=None,
-                past_key_values=None, use_cache=False, output_attentions=False, output_hidden_states=False,
-                cache_index=None):
+    def forward(self, hidden_states, attention_mask=None, head_masks=None, encoder_hidden_states=None,
+                encoder_attention_mask=None, past_key_values=None, cache_index=None, use_cache=False,
+                output_attentions=False, output_hidden_states=False):
         """``past_key_values``: per layer (key, value[, cross_key, cross_value]), the slots of a StaticCache when
         ``cache_index`` is given."""
         all_hidden = [] if output_hidden_states else None
@@ -289,8 +290,9 @@ class RobertaEncoder(nn.Module):
             if output_hidden_states:
                 all_hidden.append(hidden_states)
             hidden_states, self_probs, cross_probs, layer_cache = run_layer(
-                self, layer, hidden_states, mask, head_masks[i], encoder_hidden_states, encoder_mask,
-                past_key_values[i] if past_key_values is not None else None, output_attentions, cache_index,
+                self, layer, hidden_states, attention_mask, head_masks[i], encoder_hidden_states,
+                encoder_attention_mask, past_key_values[i] if past_key_values is not None else None, cache_index,
+                output_attentions,
             )
             if output_attentions:
                 all_self.append(self_probs)
@@ -309,10 +311,6 @@ class RobertaEncoder(nn.Module):
         )
 
 
-def _classifier_dropout(config: RobertaConfig) -> float:
-    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Models
 
@@ -322,20 +320,34 @@ class RobertaPreTrainedModel(PreTrainedModel):
     base_model_prefix = "roberta"
     pre_layer_norm = False
 
-    @classmethod
-    def base_model_class(cls) -> type[RobertaModel]:
-        """The bare model of this family, which head models hold under ``base_model_prefix``."""
-        return RobertaPreLayerNormModel if cls.pre_layer_norm else RobertaModel
-
     def weights_spec(self):
         return weights_spec(self.config, self.base_model_prefix)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.base_model.embeddings.word_embeddings
 
-    def _add_base_model(self, add_pooling_layer: bool) -> None:
-        base_model = self.base_model_class()(self.config, add_pooling_layer=add_pooling_layer)
-        setattr(self, self.base_model_prefix, base_model)
+    def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None) -> StaticCache:
+        """A StaticCache for compiled generation: ``max_length`` zero slots per layer and index 0.
+
+        With ``encoder_outputs`` (an output, a tuple or the encoder's last hidden state; the model needs
+        ``add_cross_attention``) each layer's cross-attention keys and values are computed once and stored as its
+        3rd and 4th entries. Pass the cache as ``past_key_values`` with an ``attention_mask`` over all
+        ``max_length`` slots (0 for padding); positions are then numbered from that mask, so a left-padded row
+        gets the positions of its unpadded row. Each call writes at the cache's index and returns it advanced.
+        """
+        config = self.config
+        _check_static_cache_slots(config, max_length)
+        layers = self.base_model.encoder.layer
+        cross = None
+        if encoder_outputs is not None:
+            if not config.add_cross_attention:
+                raise ValueError("encoder_outputs were given, but the model has no cross-attention layers; "
+                                 "build it with is_decoder=True and add_cross_attention=True")
+            encoder_hidden_states = as_encoder_output(encoder_outputs).last_hidden_state
+            cross = [layer.crossattention.self.project_key_value(encoder_hidden_states) for layer in layers]
+        heads = config.num_attention_heads
+        return new_static_cache(len(layers), batch_size, heads, max_length, config.hidden_size // heads,
+                                self.dtype, self.device, cross)
 
 
 class RobertaModel(RobertaPreTrainedModel):
@@ -374,19 +386,20 @@ class RobertaModel(RobertaPreTrainedModel):
         check_cache_layers(past_key_values, config.num_hidden_layers)
         static = isinstance(past_key_values, StaticCache)
         if static:
-            cache_index, past_layers, use_cache = past_key_values.index, past_key_values.layers, True
-            attention_mask, position_ids = self._static_cache_inputs(
-                past_key_values, attention_mask, position_ids, batch, seq)
-            past_length = cache_index
+            static_mask, position_ids = self._static_cache_inputs(
+                past_key_values, attention_mask, position_ids, batch, seq
+            )
+            past_length, use_cache = past_key_values.index, True
         else:
-            cache_index, past_layers = None, past_key_values
-            past_length = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+            past_length = self._past_length(past_key_values)
             check_sequence_length(seq + past_length, config.max_sequence_length)
 
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
+        embeddings = self.embeddings(
+            input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            past_length=past_length,
+        )
         if static:
-            keep = static_cache_keep_mask(attention_mask, cache_index, seq, past_key_values.max_length, batch)
-            mask = additive_mask(keep, embeddings.dtype)
+            mask = static_mask
         else:
             mask = self._self_attention_mask(attention_mask, batch, seq, past_length, embeddings)
         if not (config.is_decoder and encoder_hidden_states is not None):
@@ -399,34 +412,38 @@ class RobertaModel(RobertaPreTrainedModel):
                                          embeddings.dtype)
 
         encoded = self.encoder(
-            embeddings, mask, head_masks, encoder_hidden_states, encoder_mask, past_layers, use_cache,
-            output_attentions, output_hidden_states, cache_index,
+            embeddings, attention_mask=mask, head_masks=head_masks, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_mask,
+            past_key_values=past_key_values.layers if static else past_key_values,
+            cache_index=past_length if static else None, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         sequence_output = encoded.last_hidden_state
         if self.pre_layer_norm:
             sequence_output = self.LayerNorm(sequence_output)
+        past = StaticCache(encoded.past_key_values, past_length + seq) if static else encoded.past_key_values
         out = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
             hidden_states=encoded.hidden_states,
-            past_key_values=StaticCache(encoded.past_key_values, cache_index + seq) if static
-            else encoded.past_key_values,
+            past_key_values=past,
             attentions=encoded.attentions,
             cross_attentions=encoded.cross_attentions,
         )
         return self.returned(out, return_dict)
 
     def _static_cache_inputs(self, cache: StaticCache, attention_mask, position_ids, batch: int, seq: int):
-        """(mask over every slot, position ids) of ``seq`` tokens written at the cache's index; the positions, when
-        not given, are numbered from the mask (see ``static_position_ids``)."""
-        check_static_cache_decoder(self.config)
-        # init_cache checked its slots against the positions; the room left is checked before any is read.
+        """(the additive mask of the new queries over all slots, their position ids) for a call with a StaticCache;
+        ``attention_mask`` [batch, max_length] covers every slot (None keeps them all)."""
+        config = self.config
+        _check_static_cache_slots(config, cache.max_length)
         check_static_cache_room(cache.index, seq, cache.max_length)
         if attention_mask is None:
             attention_mask = torch.ones((batch, cache.max_length), dtype=torch.long, device=cache.index.device)
+        keep = static_cache_keep_mask(attention_mask, cache.index, seq, cache.max_length, batch)
         if position_ids is None:
-            position_ids = static_position_ids(attention_mask, self.config.pad_token_id, cache.index, seq)
-        return attention_mask, position_ids
+            position_ids = position_ids_from_slot_mask(attention_mask, config.pad_token_id, cache.index, seq)
+        return additive_mask(keep, self.dtype), position_ids
 
     def _self_attention_mask(self, attention_mask, batch, seq, past_length, embeddings):
         """The additive self-attention mask [batch, 1, seq or 1, past + seq], or None when nothing is masked."""
@@ -447,33 +464,32 @@ class RobertaModel(RobertaPreTrainedModel):
         keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
         return additive_mask(keep, dtype)
 
-
-class RobertaForMaskedLM(RobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._add_base_model(add_pooling_layer=False)
-        self.lm_head = LMHead(config)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
-        outputs = self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            encoder_hidden_states, encoder_attention_mask,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = token_loss(logits, labels, self.config.vocab_size) if labels is not None else None
-        out = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                             attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+    def _past_length(self, past_key_values) -> int:
+        if past_key_values is None:
+            return 0
+        if any(len(entry) not in (2, 4) for entry in past_key_values):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per layer, "
+                             "each [batch, heads, seq, head_dim]")
+        return past_key_values[0][0].shape[2]
 
 
-class RobertaForCausalLM(GenerationMixin, RobertaPreTrainedModel):
+class _RobertaHead(EncoderHead, RobertaPreTrainedModel):
+    """The family's head base: the shared encoder heads (common/encoder_heads_pt.py) on RoBERTa's base model."""
+
+    reads_classifier_dropout = True
+    base_takes_encoder_states = True
+
+    @classmethod
+    def base_model_class(cls) -> type[RobertaModel]:
+        """The bare model of this family, which head models hold under ``base_model_prefix``."""
+        return RobertaPreLayerNormModel if cls.pre_layer_norm else RobertaModel
+
+
+class RobertaForMaskedLM(EncoderForMaskedLM, _RobertaHead):
+    pass
+
+
+class RobertaForCausalLM(GenerationMixin, _RobertaHead):
     """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
 
     def __init__(self, config: RobertaConfig):
@@ -485,43 +501,19 @@ class RobertaForCausalLM(GenerationMixin, RobertaPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
 
-    def init_cache(self, batch_size: int, max_length: int, encoder_outputs=None) -> StaticCache:
-        """A StaticCache for compiled generation: ``max_length`` zero slots per layer and index 0.
-
-        With ``encoder_outputs`` (an output, a tuple or the encoder's last hidden state; the model needs
-        ``add_cross_attention``) each layer's cross-attention keys and values are computed once and stored as its
-        3rd and 4th entries. Pass the cache as ``past_key_values`` with an ``attention_mask`` over all
-        ``max_length`` slots (0 for padding); positions are then numbered from that mask, so a left-padded row
-        gets the positions of its unpadded row. Each call writes at the cache's index and returns it advanced.
-        """
-        config = self.config
-        check_static_cache_decoder(config)
-        check_static_cache_length(max_length, config.max_sequence_length,
-                                  "max_position_embeddings - pad_token_id - 1")
-        layers = self.base_model.encoder.layer
-        cross = None
-        if encoder_outputs is not None:
-            if not config.add_cross_attention:
-                raise ValueError("encoder_outputs were given, but the model has no cross-attention layers; "
-                                 "build it with is_decoder=True and add_cross_attention=True")
-            encoder_hidden_states = as_encoder_output(encoder_outputs).last_hidden_state
-            cross = [layer.crossattention.self.project_key_value(encoder_hidden_states) for layer in layers]
-        heads = config.num_attention_heads
-        return new_static_cache(len(layers), batch_size, heads, max_length, config.hidden_size // heads,
-                                self.dtype, self.device, cross)
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                 past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
         outputs = self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            encoder_hidden_states, encoder_attention_mask, past_key_values,
-            use_cache=False if labels is not None else use_cache,
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            past_key_values=past_key_values, use_cache=False if labels is not None else use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state)
-        loss = causal_lm_loss(logits, labels, self.config.vocab_size) if labels is not None else None
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions, cross_attentions=outputs.cross_attentions,
@@ -529,108 +521,20 @@ class RobertaForCausalLM(GenerationMixin, RobertaPreTrainedModel):
         return self.returned(out, return_dict)
 
 
-class RobertaForSequenceClassification(RobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._add_base_model(add_pooling_layer=False)
-        self.classifier = ClassificationHead(config, _classifier_dropout(config))
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        outputs = self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )
-        logits = self.classifier(outputs.last_hidden_state)
-        loss = sequence_classification_loss(self.config, logits, labels) if labels is not None else None
-        out = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                       attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class RobertaForSequenceClassification(EncoderForSequenceClassification, _RobertaHead):
+    pass
 
 
-class RobertaForMultipleChoice(RobertaPreTrainedModel):
-    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._add_base_model(add_pooling_layer=True)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, 1)
-        self.post_init()
-
-    def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
-                head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        if input_ids is not None:
-            check_rank("input_ids", input_ids.shape, 3, "batch, num_choices, sequence")
-            num_choices = input_ids.shape[1]
-        elif inputs_embeds is not None:
-            check_rank("inputs_embeds", inputs_embeds.shape, 4, "batch, num_choices, sequence, hidden")
-            num_choices = inputs_embeds.shape[1]
-        else:
-            raise ValueError("give input_ids or inputs_embeds")
-        outputs = self.base_model(
-            _flatten_choices(input_ids), _flatten_choices(attention_mask), _flatten_choices(token_type_ids),
-            _flatten_choices(position_ids), head_mask, _flatten_choices(inputs_embeds),
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )
-        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = token_loss(logits, labels, num_choices) if labels is not None else None
-        out = MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                        attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class RobertaForMultipleChoice(EncoderForMultipleChoice, _RobertaHead):
+    pass
 
 
-def _flatten_choices(x):
-    """[batch, num_choices, *rest] -> [batch * num_choices, *rest]: every choice is a sequence of its own."""
-    return x.flatten(0, 1) if x is not None else None
+class RobertaForTokenClassification(EncoderForTokenClassification, _RobertaHead):
+    pass
 
 
-class RobertaForTokenClassification(RobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._add_base_model(add_pooling_layer=False)
-        self.dropout = nn.Dropout(_classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        outputs = self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = token_loss(logits, labels, self.config.num_labels) if labels is not None else None
-        out = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
-                                    attentions=outputs.attentions)
-        return self.returned(out, return_dict)
-
-
-class RobertaForQuestionAnswering(RobertaPreTrainedModel):
-    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._add_base_model(add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        outputs = self.base_model(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )
-        start_logits, end_logits, loss = span_logits_and_loss(self.qa_outputs(outputs.last_hidden_state),
-                                                              start_positions, end_positions)
-        out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                           hidden_states=outputs.hidden_states, attentions=outputs.attentions)
-        return self.returned(out, return_dict)
+class RobertaForQuestionAnswering(EncoderForQuestionAnswering, _RobertaHead):
+    pass
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -670,3 +574,8 @@ class RobertaPreLayerNormForTokenClassification(RobertaPreLayerNormPreTrainedMod
 
 class RobertaPreLayerNormForQuestionAnswering(RobertaPreLayerNormPreTrainedModel, RobertaForQuestionAnswering):
     pass
+
+
+def _check_static_cache_slots(config: RobertaConfig, max_length: int) -> None:
+    check_static_cache_decoder(config)
+    check_static_cache_length(max_length, config.max_sequence_length, "max_position_embeddings - pad_token_id - 1")

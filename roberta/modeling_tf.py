@@ -14,55 +14,54 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..common.cache import StaticCache
-from ..common.layers_tf import (
+from ..common.backend_tf import (
     Block,
-    ClassificationHead,
+    check_length,
+    dense,
+    dim,
+    embedding,
+    gather,
+    layer_norm,
+    lookup_indices,
+    lookup_token_ids,
+    run_layer,
+)
+from ..common.cache import StaticCache
+from ..common.encoder_heads_tf import (
+    TFEncoderForMaskedLM,
+    TFEncoderForMultipleChoice,
+    TFEncoderForQuestionAnswering,
+    TFEncoderForSequenceClassification,
+    TFEncoderForTokenClassification,
+    TFEncoderHead,
+)
+from ..common.layers_tf import (
     LMHead,
     Pooler,
     activation,
     additive_mask,
     causal_keep_mask,
     causal_lm_loss,
-    check_length,
     check_static_cache_room,
-    dense,
-    dim,
     eager_attention,
-    embedding,
-    gather,
     head_mask_per_layer,
+    input_shape,
     keys_and_values,
-    layer_norm,
-    lookup_indices,
-    lookup_token_ids,
     merge_heads,
     new_static_cache,
     padding_keep_mask,
-    question_answering_output,
-    run_layer,
-    sequence_classification_loss,
-    span_labels,
-    span_loss,
     split_heads,
     static_cache_keep_mask,
-    token_loss,
-    tuple_or_none,
 )
 from ..common.modeling_tf import TFPreTrainedModel, returned, unpack_inputs
 from ..common.outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     BaseModelOutputWithPoolingAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
-    MaskedLMOutput,
-    MultipleChoiceModelOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
+    tuple_or_none,
 )
 from ..common.validation import (
     check_cache_layers,
-    check_not_empty,
-    check_rank,
     check_static_cache_decoder,
     check_static_cache_length,
 )
@@ -85,10 +84,6 @@ def position_ids_from_slot_mask(slot_mask, padding_idx: int, index, seq: int):
     mask = tf.cast(slot_mask, tf.int32)
     positions = padding_idx + tf.cumsum(mask, axis=1) * mask
     return tf.gather(positions, tf.cast(index, tf.int32) + tf.range(seq), axis=1)
-
-
-def _classifier_dropout(config: RobertaConfig) -> float:
-    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -175,7 +170,7 @@ class TFRobertaSelfAttention(Block):
         return merge_heads(context), probs, (key, value)
 
     def project_key_value(self, source):
-        """Keys and values [batch, heads, len, head_dim] of ``source``."""
+        """Keys and values [batch, heads, len, head_dim] of ``source`` (the encoder output, for a cache)."""
         return split_heads(self.key(source), self.num_heads), split_heads(self.value(source), self.num_heads)
 
     def _relative_scores(self, query, key, cache_index) -> list:
@@ -196,23 +191,23 @@ class TFRobertaSelfAttention(Block):
         return scores
 
 
-class TFRobertaOutput(Block):
-    """Projection back to the hidden size, dropout and the residual (then LayerNorm unless pre-layer-norm).
+class TFRobertaResidualOutput(Block):
+    """dense -> dropout -> add the block input, then LayerNorm unless pre-layer-norm normalized the input already.
 
-    Serves as both the attention output (``attention.output``) and the feed-forward output (``output``).
+    Serves as both ``attention.output`` and the layer's ``output`` (transformers' SelfOutput and Output).
     """
 
     def __init__(self, config: RobertaConfig, input_size: int, pre_layer_norm: bool, **kwargs):
         super().__init__(**kwargs)
-        std, dtype = config.initializer_range, self.dtype_policy
-        self.dense = dense(config.hidden_size, input_size, std, "dense", dtype)
+        self.pre_layer_norm = pre_layer_norm
+        dtype = self.dtype_policy
+        self.dense = dense(config.hidden_size, input_size, config.initializer_range, "dense", dtype)
         if not pre_layer_norm:
             self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
-        self.pre_layer_norm = pre_layer_norm
         self.built = True
 
-    def call(self, hidden_states, residual=None, training=False):
+    def call(self, hidden_states, residual, training=False):
         hidden_states = self.dropout(self.dense(hidden_states), training=training) + residual
         return hidden_states if self.pre_layer_norm else self.LayerNorm(hidden_states)
 
@@ -222,12 +217,12 @@ class TFRobertaAttention(Block):
 
     def __init__(self, config: RobertaConfig, position_embedding_type: str, pre_layer_norm: bool, **kwargs):
         super().__init__(**kwargs)
+        self.pre_layer_norm = pre_layer_norm
         dtype = self.dtype_policy
         self.self = TFRobertaSelfAttention(config, position_embedding_type, name="self", dtype=dtype)
-        self.output = TFRobertaOutput(config, config.hidden_size, pre_layer_norm, name="output", dtype=dtype)
+        self.output = TFRobertaResidualOutput(config, config.hidden_size, pre_layer_norm, name="output", dtype=dtype)
         if pre_layer_norm:
             self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
-        self.pre_layer_norm = pre_layer_norm
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, key_value_states=None, past_key_value=None,
@@ -243,12 +238,12 @@ class TFRobertaAttention(Block):
 class TFRobertaIntermediate(Block):
     def __init__(self, config: RobertaConfig, pre_layer_norm: bool, **kwargs):
         super().__init__(**kwargs)
+        self.pre_layer_norm = pre_layer_norm
         dtype = self.dtype_policy
         if pre_layer_norm:
             self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, "LayerNorm", dtype)
         self.dense = dense(config.intermediate_size, config.hidden_size, config.initializer_range, "dense", dtype)
         self.intermediate_act_fn = activation(config.hidden_act)
-        self.pre_layer_norm = pre_layer_norm
         self.built = True
 
     def call(self, hidden_states):
@@ -271,12 +266,15 @@ class TFRobertaLayer(Block):
                 config, "absolute", pre_layer_norm, name="crossattention", dtype=dtype
             )
         self.intermediate = TFRobertaIntermediate(config, pre_layer_norm, name="intermediate", dtype=dtype)
-        self.output = TFRobertaOutput(config, config.intermediate_size, pre_layer_norm, name="output", dtype=dtype)
+        self.output = TFRobertaResidualOutput(config, config.intermediate_size, pre_layer_norm, name="output", dtype=dtype)
         self.built = True
 
     def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
              encoder_attention_mask=None, past_key_value=None, cache_index=None, training=False):
-        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer)."""
+        """Returns (output, self-attention probs, cross-attention probs, cache entry of this layer).
+
+        ``past_key_value``: (key, value[, cross_key, cross_value]); ``cache_index``: where a StaticCache writes.
+        """
         self_past = past_key_value[:2] if past_key_value is not None else None
         hidden_states, self_probs, cache = self.attention(
             hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
@@ -313,6 +311,8 @@ class TFRobertaEncoder(Block):
     def call(self, hidden_states, attention_mask=None, head_masks=None, encoder_hidden_states=None,
              encoder_attention_mask=None, past_key_values=None, cache_index=None, use_cache=False,
              output_attentions=False, output_hidden_states=False, training=False):
+        """``past_key_values``: per layer (key, value[, cross_key, cross_value]), the slots of a StaticCache when
+        ``cache_index`` is given."""
         all_hidden = [] if output_hidden_states else None
         all_self = [] if output_attentions else None
         all_cross = [] if output_attentions and self.config.add_cross_attention else None
@@ -352,11 +352,6 @@ class TFRobertaPreTrainedModel(TFPreTrainedModel):
     base_model_prefix = "roberta"
     pre_layer_norm = False
 
-    @classmethod
-    def base_model_class(cls) -> type[TFRobertaModel]:
-        """The bare model of this family, which head models hold under ``base_model_prefix``."""
-        return TFRobertaPreLayerNormModel if cls.pre_layer_norm else TFRobertaModel
-
     def weights_spec(self):
         return weights_spec(self.config, self.base_model_prefix)
 
@@ -372,15 +367,6 @@ class TFRobertaPreTrainedModel(TFPreTrainedModel):
         _check_static_cache_slots(config, max_length)
         return new_static_cache(config.num_hidden_layers, batch_size, config.num_attention_heads, max_length,
                                 config.hidden_size // config.num_attention_heads, self.dtype_policy.compute_dtype)
-
-    def _add_base_model(self, add_pooling_layer: bool) -> None:
-        base = self.base_model_class()(
-            self.config, add_pooling_layer=add_pooling_layer, dtype=self.dtype_policy, name=self.base_model_prefix
-        )
-        setattr(self, self.base_model_prefix, base)
-
-    def _word_embeddings(self):
-        return self.get_base_model().embeddings.word_embeddings.embeddings
 
 
 class TFRobertaModel(TFRobertaPreTrainedModel):
@@ -418,7 +404,7 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         output_attentions = self.config_default("output_attentions", output_attentions)
         output_hidden_states = self.config_default("output_hidden_states", output_hidden_states)
         use_cache = self.config_default("use_cache", use_cache) if config.is_decoder else False
-        batch, seq = _input_shape(input_ids, inputs_embeds)
+        batch, seq = input_shape(input_ids, inputs_embeds)
         check_cache_layers(past_key_values, config.num_hidden_layers)
         static = isinstance(past_key_values, StaticCache)
         if static:
@@ -427,7 +413,7 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
             )
             past_length, use_cache = past_key_values.index, True
         else:
-            past_length = dim(past_key_values[0][0], 2) if past_key_values is not None else 0
+            past_length = self._past_length(past_key_values)
             check_length(seq + past_length, config.max_sequence_length)
 
         embeddings = self.embeddings(
@@ -477,9 +463,6 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
             raise NotImplementedError("a StaticCache does not hold cross-attention keys yet: give no "
                                       "encoder_hidden_states with it (add_cross_attention models use the tuple cache)")
         _check_static_cache_slots(config, cache.max_length)
-        if len(cache.layers) != config.num_hidden_layers:
-            raise ValueError(f"the StaticCache holds {len(cache.layers)} layers but the model has "
-                             f"{config.num_hidden_layers}")
         check_static_cache_room(cache.index, seq, cache.max_length)
         if attention_mask is None:
             attention_mask = tf.ones([batch, cache.max_length], tf.int32)
@@ -509,49 +492,32 @@ class TFRobertaModel(TFRobertaPreTrainedModel):
         keep = padding_keep_mask(encoder_attention_mask, batch, seq, encoder_length, "encoder_attention_mask")
         return additive_mask(keep, dtype)
 
-
-def _input_shape(input_ids, inputs_embeds):
-    if input_ids is not None and inputs_embeds is not None:
-        raise ValueError("give either input_ids or inputs_embeds, not both")
-    if input_ids is not None:
-        check_rank("input_ids", list(input_ids.shape), 2, "batch, sequence")
-        check_not_empty("input_ids", list(input_ids.shape))
-        return dim(input_ids, 0), dim(input_ids, 1)
-    if inputs_embeds is not None:
-        check_rank("inputs_embeds", list(inputs_embeds.shape), 3, "batch, sequence, hidden")
-        check_not_empty("inputs_embeds", list(inputs_embeds.shape))
-        return dim(inputs_embeds, 0), dim(inputs_embeds, 1)
-    raise ValueError("give input_ids or inputs_embeds")
+    def _past_length(self, past_key_values) -> int:
+        if past_key_values is None:
+            return 0
+        if any(len(entry) not in (2, 4) for entry in past_key_values):
+            raise ValueError("past_key_values must hold one (key, value[, cross_key, cross_value]) tuple per layer, "
+                             "each [batch, heads, seq, head_dim]")
+        return dim(past_key_values[0][0], 2)
 
 
-class TFRobertaForMaskedLM(TFRobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        self.lm_head = LMHead(config, name="lm_head", dtype=self.dtype_policy)
-        self.built = True
+class _TFRobertaHead(TFEncoderHead, TFRobertaPreTrainedModel):
+    """The family's head base: the shared encoder heads (common/encoder_heads_tf.py) on RoBERTa's base model."""
 
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
-             output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
-        outputs = self.get_base_model()(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True, training=training,
-        )
-        out = MaskedLMOutput(
-            logits=self.lm_head(outputs.last_hidden_state, word_embeddings=self._word_embeddings()),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
+    reads_classifier_dropout = True
+    base_takes_encoder_states = True
 
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
+    @classmethod
+    def base_model_class(cls) -> type[TFRobertaModel]:
+        """The bare model of this family, which head models hold under ``base_model_prefix``."""
+        return TFRobertaPreLayerNormModel if cls.pre_layer_norm else TFRobertaModel
 
 
-class TFRobertaForCausalLM(TFGenerationMixin, TFRobertaPreTrainedModel):
+class TFRobertaForMaskedLM(TFEncoderForMaskedLM, _TFRobertaHead):
+    pass
+
+
+class TFRobertaForCausalLM(TFGenerationMixin, _TFRobertaHead):
     """Left-to-right language model; set ``is_decoder=True`` for causal attention."""
 
     def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
@@ -566,10 +532,11 @@ class TFRobertaForCausalLM(TFGenerationMixin, TFRobertaPreTrainedModel):
              past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, training=False):
         outputs = self.get_base_model()(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values,
-            use_cache=False if labels is not None else use_cache, output_attentions=output_attentions,
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            past_key_values=past_key_values, use_cache=False if labels is not None else use_cache,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True, training=training,
         )
         out = CausalLMOutputWithCrossAttentions(
@@ -583,135 +550,20 @@ class TFRobertaForCausalLM(TFGenerationMixin, TFRobertaPreTrainedModel):
         return causal_lm_loss(output.logits, labels)
 
 
-class TFRobertaForSequenceClassification(TFRobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        self.classifier = ClassificationHead(config, _classifier_dropout(config), name="classifier", dtype=self.dtype_policy)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-             training=False):
-        outputs = self.get_base_model()(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True, training=training,
-        )
-        out = SequenceClassifierOutput(
-            logits=self.classifier(outputs.last_hidden_state, training=training),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return sequence_classification_loss(self.config, output.logits, labels)
+class TFRobertaForSequenceClassification(TFEncoderForSequenceClassification, _TFRobertaHead):
+    pass
 
 
-class TFRobertaForMultipleChoice(TFRobertaPreTrainedModel):
-    """Scores each of ``num_choices`` sequences per example: inputs [batch, num_choices, seq]."""
-
-    serving_rank = 3  # [batch, choices, length]
-
-    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=True)
-        dtype = self.dtype_policy
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
-        self.classifier = dense(1, config.hidden_size, config.initializer_range, "classifier", dtype)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
-             head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
-             return_dict=None, training=False):
-        if input_ids is not None:
-            check_rank("input_ids", list(input_ids.shape), 3, "batch, num_choices, sequence")
-            num_choices = dim(input_ids, 1)
-        elif inputs_embeds is not None:
-            check_rank("inputs_embeds", list(inputs_embeds.shape), 4, "batch, num_choices, sequence, hidden")
-            num_choices = dim(inputs_embeds, 1)
-        else:
-            raise ValueError("give input_ids or inputs_embeds")
-        outputs = self.get_base_model()(
-            _flatten_choices(input_ids), attention_mask=_flatten_choices(attention_mask),
-            token_type_ids=_flatten_choices(token_type_ids), position_ids=_flatten_choices(position_ids),
-            head_mask=head_mask, inputs_embeds=_flatten_choices(inputs_embeds),
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-            training=training,
-        )
-        logits = self.classifier(self.dropout(outputs.pooler_output, training=training))
-        out = MultipleChoiceModelOutput(
-            logits=tf.reshape(logits, [-1, num_choices]), hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
+class TFRobertaForMultipleChoice(TFEncoderForMultipleChoice, _TFRobertaHead):
+    pass
 
 
-def _flatten_choices(x):
-    """[batch, num_choices, *rest] -> [batch * num_choices, *rest]."""
-    if x is None:
-        return None
-    rest = [dim(x, axis) for axis in range(2, x.shape.rank)]
-    return tf.reshape(x, [-1, *rest])
+class TFRobertaForTokenClassification(TFEncoderForTokenClassification, _TFRobertaHead):
+    pass
 
 
-class TFRobertaForTokenClassification(TFRobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        dtype = self.dtype_policy
-        self.dropout = keras.layers.Dropout(_classifier_dropout(config), dtype=dtype)
-        self.classifier = dense(config.num_labels, config.hidden_size, config.initializer_range, "classifier", dtype)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-             training=False):
-        outputs = self.get_base_model()(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True, training=training,
-        )
-        out = TokenClassifierOutput(
-            logits=self.classifier(self.dropout(outputs.last_hidden_state, training=training)),
-            hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-        )
-        return returned(self.with_loss(out, labels), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return token_loss(output.logits, labels)
-
-
-class TFRobertaForQuestionAnswering(TFRobertaPreTrainedModel):
-    """Extractive QA: start and end logits per token (``num_labels`` must be 2)."""
-
-    def __init__(self, config: RobertaConfig, *, dtype=None, name=None):
-        super().__init__(config, dtype=dtype, name=name)
-        self._add_base_model(add_pooling_layer=False)
-        self.qa_outputs = dense(config.num_labels, config.hidden_size, config.initializer_range, "qa_outputs",
-                                self.dtype_policy)
-        self.built = True
-
-    @unpack_inputs
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-             output_hidden_states=None, return_dict=None, training=False):
-        outputs = self.get_base_model()(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
-            head_mask=head_mask, inputs_embeds=inputs_embeds, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, return_dict=True, training=training,
-        )
-        out = question_answering_output(self.qa_outputs(outputs.last_hidden_state), outputs)
-        return returned(self.with_loss(out, span_labels(start_positions, end_positions)), return_dict, self.config)
-
-    def head_loss(self, labels, output):
-        return span_loss(output.start_logits, output.end_logits, labels["start_positions"], labels["end_positions"])
+class TFRobertaForQuestionAnswering(TFEncoderForQuestionAnswering, _TFRobertaHead):
+    pass
 
 
 # ----------------------------------------------------------------------------------------------------------------

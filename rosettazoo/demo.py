@@ -1,10 +1,10 @@
 """``rosettazoo demo``: the bundled models at work in PyTorch, TensorFlow and Flax, and proof that the three agree.
 
 OPT continues prompts (greedy, and sampled with one seed in every framework), RoBERTa fills <mask> (top 5 with
-probabilities), BART rewrites a text whose <mask> stands for missing words (its pretraining task). Every framework's token ids are compared with the first
-framework's, and the table says whether they are the same; tokens per second come from a second, already compiled
-OPT greedy call. The frameworks' own log banners and warnings are kept off the terminal (only while the demo runs),
-and a progress line on stderr says what is loading.
+probabilities), BART rewrites a text whose <mask> stands for missing words (its pretraining task). Every
+framework's token ids are compared with the first framework's, and the table says whether they are the same;
+tokens per second come from a second, already compiled OPT greedy call. The frameworks' own log banners and
+warnings are kept off the terminal (only while the demo runs), and a progress line on stderr says what is loading.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from rosettazoo.common.checkpoint import open_checkpoint, save_checkpoint
 from rosettazoo.common.formats import FORMATS
 from rosettazoo.conversion import checkpoint_info, convert_checkpoint
 from rosettazoo.conversion.cli import main
+from tests.harness import Oracle
 
 DATA = Path(__file__).parent / "data" / "roberta-base"
 TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -25,10 +26,9 @@ TOKENIZER_FILES = ["vocab.json", "merges.txt", "tokenizer.json"]
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory):
     """transformers' tiny RobertaForMaskedLM saved as safetensors, with a tokenizer and a generation config."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    model = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**TINY)).eval()
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    model = Oracle(TINY, weights_seed=None).hf_model("Roberta", "ForMaskedLM")  # transformers' own init
     folder = tmp_path_factory.mktemp("hf")
     model.save_pretrained(folder)
     for name in TOKENIZER_FILES:

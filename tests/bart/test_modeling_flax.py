@@ -27,43 +27,34 @@ from rosettazoo.common.cache import StaticCache
 from rosettazoo.common.modeling_flax import flatten_params
 from rosettazoo.common.outputs import BaseModelOutput, Seq2SeqLMOutput
 from rosettazoo.conversion import WeightsError, export_weights
-from tests.harness import assert_outputs_close, padded_batch
-
-HEADS = ("Model", "ForConditionalGeneration", "ForSequenceClassification", "ForQuestionAnswering", "ForCausalLM")
-TINY = {"vocab_size": 99, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "max_position_embeddings": 40,
-        "num_labels": 3}
-# distilbart-like: stacks of different depth, width and heads.
-ASYMMETRIC = {"encoder_layers": 2, "decoder_layers": 1, "decoder_ffn_dim": 23, "decoder_attention_heads": 2}
-EOS, START, PAD = 2, 2, 1
-
-
-def randomize(model, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
-
-
-def hf_model(head: str, **overrides):
-    torch.manual_seed(0)
-    model = getattr(transformers, f"Bart{head}")(transformers.BartConfig(**{**TINY, **overrides}))
-    randomize(model)
-    return model.eval()
+from tests.bart.cases import (
+    ASYMMETRIC,
+    CONFIG,
+    EOS,
+    HEADS,
+    ORACLE,
+    PAD,
+    START,
+    TINY,
+    decoder_batch,
+    eager,
+    encoder_batch,
+)
+from tests.harness import assert_outputs_close, assert_same, call, labels_for
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """``saved(head, **overrides)`` -> (transformers model, the folder it saved itself to), made once per module.
 
-    ``saved.loaded`` keeps our model loaded from each folder (tests do not change them), as ``pair`` returns it.
+    ``saved.loaded`` keeps our model loaded from each folder (tests do not change them), as ``cached_pair`` returns it.
     """
     made = {}
 
     def get(head: str, **overrides):
         key = (head, tuple(sorted(overrides.items())))
         if key not in made:
-            hf = hf_model(head, **overrides)
+            hf = ORACLE.hf_model("Bart", head, **overrides)
             folder = tmp_path_factory.mktemp(f"Bart{head}")
             hf.save_pretrained(folder, safe_serialization=head != "ForQuestionAnswering")  # one reads the .bin
             made[key] = hf, folder
@@ -73,7 +64,7 @@ def saved(tmp_path_factory):
     return get
 
 
-def pair(saved, head: str, **overrides):
+def cached_pair(saved, head: str, **overrides):
     hf, folder = saved(head, **overrides)
     if folder not in saved.loaded:
         saved.loaded[folder] = getattr(zoo, f"FlaxBart{head}").from_pretrained(folder)
@@ -87,85 +78,27 @@ def compiled(function, *args):
     return jax.jit(function).lower(*args).compile(compiler_options=options)
 
 
-def eager(saved, head: str, **overrides):
-    """transformers' eager attention, which returns attention weights and applies head masks."""
-    _, folder = saved(head, **overrides)
-    return getattr(transformers, f"Bart{head}").from_pretrained(folder, attn_implementation="eager").eval()
-
-
-def to_torch(value):
-    if isinstance(value, tuple):
-        return tuple(to_torch(v) for v in value)
-    return torch.from_numpy(np.asarray(value)) if isinstance(value, (np.ndarray, jax.Array)) else value
-
-
-def hf_call(model, **inputs):
-    with torch.no_grad():
-        return model(**{name: to_torch(value) for name, value in inputs.items()})
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(hf_call(hf, **inputs), ours(**inputs), label=label)
-
-
-def encoder_batch() -> dict:
-    """Full, right-padded, left-padded and fully masked rows, each with one <eos> after its last real token."""
-    input_ids, attention_mask = padded_batch(TINY["vocab_size"], PAD, 9)
-    for row, mask in enumerate(attention_mask):
-        real = np.flatnonzero(mask)
-        input_ids[row, real[-1] if real.size else 0] = EOS
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def decoder_batch() -> dict:
-    """Decoder rows: full, right-padded, left-padded, full; each starting with the decoder start token."""
-    ids = np.random.default_rng(1).integers(4, TINY["vocab_size"], size=(4, 6))
-    mask = np.ones((4, 6), dtype=np.int64)
-    mask[1, -2:] = 0
-    mask[2, :2] = 0
-    ids[mask == 0] = PAD
-    ids[[0, 1, 3], 0] = START
-    ids[2, 2] = START
-    return {"decoder_input_ids": ids, "decoder_attention_mask": mask}
-
-
-def labels_for(head: str, inputs: dict) -> dict:
-    rng = np.random.default_rng(2)
-    if head == "ForConditionalGeneration":  # ignored (-100) labels become padding in the shifted decoder input
-        labels = rng.integers(0, TINY["vocab_size"], (4, 6))
-        labels[1, -2:] = -100
-        return {"labels": labels}
-    if head == "ForCausalLM":
-        labels = rng.integers(0, TINY["vocab_size"], inputs["input_ids"].shape)
-        return {"labels": np.where(inputs["attention_mask"] == 0, -100, labels)}
-    if head == "ForSequenceClassification":
-        return {"labels": np.array([0, 2, 1, 1])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": np.array([1, 2, 40, 0]), "end_positions": np.array([3, 5, 6, 0])}
-    return {}
-
-
 @pytest.mark.parametrize("head", HEADS)
 def test_hf_checkpoint_matches_every_output(head, saved, tmp_path):
-    hf, ours = pair(saved, head)
+    hf, ours = cached_pair(saved, head)
     inputs, label = encoder_batch(), f"FlaxBart{head}"
     # The fused paths, with labels (no cache) and without (the cache comes back), also as transformers' tuples.
-    assert_same(hf, ours, label, **inputs, **labels_for(head, inputs), output_hidden_states=True)
+    assert_same(hf, ours, label, **inputs, **labels_for(head, CONFIG, inputs), output_hidden_states=True)
     assert_same(hf, ours, f"{label} tuple", **inputs, return_dict=False)
     # Eager attention: every attention tensor (self, cross, encoder).
-    assert_same(eager(saved, head), ours, f"{label} eager", **inputs, output_attentions=True)
+    assert_same(eager(head, saved(head)[1]), ours, f"{label} eager", **inputs, output_attentions=True)
     if head in ("Model", "ForConditionalGeneration", "ForQuestionAnswering"):
         assert_same(hf, ours, f"{label} decoder inputs", **inputs, **decoder_batch(), output_hidden_states=True)
     # Our save loads in transformers with nothing missing or unexpected, and gives the same outputs.
     ours.save_pretrained(tmp_path)
     reloaded, info = getattr(transformers, f"Bart{head}").from_pretrained(tmp_path, output_loading_info=True)
     assert all(not keys for keys in info.values()), info
-    assert_same(reloaded.eval(), ours, f"{label} saved by us", **inputs, **labels_for(head, inputs))
+    assert_same(reloaded.eval(), ours, f"{label} saved by us", **inputs, **labels_for(head, CONFIG, inputs))
 
 
 def test_conditional_generation_labels_and_decoder_inputs(saved):
-    hf, ours = pair(saved, "ForConditionalGeneration")
-    inputs, labels = encoder_batch(), labels_for("ForConditionalGeneration", {})["labels"]
+    hf, ours = cached_pair(saved, "ForConditionalGeneration")
+    inputs, labels = encoder_batch(), labels_for("ForConditionalGeneration", CONFIG, encoder_batch())["labels"]
     out = ours(**inputs, labels=labels)
     assert isinstance(out, Seq2SeqLMOutput) and out.past_key_values is None  # labels: no cache, as transformers
     shifted = np.asarray(shift_tokens_right(labels, PAD, START))
@@ -213,7 +146,7 @@ def real_slots(cache, mask):
 
 def test_asymmetric_stacks_with_head_masks_and_scaled_embeddings(saved):
     overrides = {**ASYMMETRIC, "scale_embedding": True}
-    hf, ours = pair(saved, "ForConditionalGeneration", **overrides)
+    hf, ours = cached_pair(saved, "ForConditionalGeneration", **overrides)
     assert set(ours.params["model"]["encoder"]["layers"]) == {"0", "1"}
     assert set(ours.params["model"]["decoder"]["layers"]) == {"0"}
     assert ours.params["model"]["decoder"]["layers"]["0"]["fc1"]["kernel"].shape == (32, 23)
@@ -222,7 +155,8 @@ def test_asymmetric_stacks_with_head_masks_and_scaled_embeddings(saved):
     head_masks = {"head_mask": np.array([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]], np.float32),
                   "decoder_head_mask": np.array([[0.0, 1.0]], np.float32),
                   "cross_attn_head_mask": np.array([[1.0, 0.5]], np.float32)}
-    assert_same(eager(saved, "ForConditionalGeneration", **overrides), ours, "asymmetric eager", **inputs,
+    assert_same(eager("ForConditionalGeneration", saved("ForConditionalGeneration", **overrides)[1]), ours,
+                "asymmetric eager", **inputs,
                 **head_masks, output_attentions=True, output_hidden_states=True)
     encoded = ours.encode(inputs["input_ids"], inputs["attention_mask"])
     steps, _, _, traces = jitted_static_steps(ours, inputs, encoded)
@@ -232,8 +166,8 @@ def test_asymmetric_stacks_with_head_masks_and_scaled_embeddings(saved):
 
 
 def test_head_masks_and_input_embeddings(saved):
-    hf, ours = pair(saved, "Model")
-    reference = eager(saved, "Model")
+    hf, ours = cached_pair(saved, "Model")
+    reference = eager("Model", saved("Model")[1])
     inputs = {**encoder_batch(), **decoder_batch()}
     masks = {"head_mask": np.array([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]], np.float32),
              "decoder_head_mask": np.array([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.3, 1.0]], np.float32),
@@ -248,7 +182,7 @@ def test_head_masks_and_input_embeddings(saved):
 
 
 def test_encoder_outputs_skip_the_encoder(saved):
-    _, ours = pair(saved, "ForConditionalGeneration")
+    _, ours = cached_pair(saved, "ForConditionalGeneration")
     inputs = {**encoder_batch(), **decoder_batch()}
     full = ours(**inputs, output_hidden_states=True)
     encoded = ours.encode(inputs["input_ids"], inputs["attention_mask"], output_hidden_states=True)
@@ -265,14 +199,14 @@ def test_encoder_outputs_skip_the_encoder(saved):
 
 
 def test_dynamic_cache_steps_equal_the_full_pass_and_transformers(saved):
-    hf, ours = pair(saved, "ForConditionalGeneration")
+    hf, ours = cached_pair(saved, "ForConditionalGeneration")
     inputs = {**encoder_batch(), **decoder_batch()}
     ids, mask = inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
     full = ours(**inputs, use_cache=True)
     # The cache: self and cross keys and values per layer, equal to transformers' legacy cache.
     assert all(len(layer) == 4 for layer in full.past_key_values)
     assert full.past_key_values[0][0].shape == (4, 4, 6, 8) and full.past_key_values[0][2].shape == (4, 4, 9, 8)
-    hf_cache = hf_call(hf, **inputs, use_cache=True).past_key_values.to_legacy_cache()
+    hf_cache = call(hf, **inputs, use_cache=True).past_key_values.to_legacy_cache()
     assert_outputs_close(hf_cache, full.past_key_values, label="cache vs transformers")
     # The encoder once, then a prefix of 5 tokens and the last token (token by token from the start: the static
     # cache test), each call given the previous cache: the full pass's logits at the real positions, and
@@ -286,7 +220,7 @@ def test_dynamic_cache_steps_equal_the_full_pass_and_transformers(saved):
         if start == 5:
             # transformers' cache continues in ours (read before transformers extends it in place).
             from_hf = ours(**step, input_ids=inputs["input_ids"], past_key_values=hf_past.to_legacy_cache())
-        hf_out = hf_call(hf, **step, input_ids=inputs["input_ids"], past_key_values=hf_past)
+        hf_out = call(hf, **step, input_ids=inputs["input_ids"], past_key_values=hf_past)
         assert_outputs_close(hf_out.logits, out.logits, label=f"step {start}:{stop} vs transformers")
         past, hf_past = out.past_key_values, hf_out.past_key_values
         steps.append(np.asarray(out.logits))
@@ -298,7 +232,7 @@ def test_dynamic_cache_steps_equal_the_full_pass_and_transformers(saved):
 
 
 def test_static_cache_under_jit_compiles_once_and_equals_the_full_pass(saved):
-    _, ours = pair(saved, "ForConditionalGeneration")
+    _, ours = cached_pair(saved, "ForConditionalGeneration")
     inputs = {**encoder_batch(), **decoder_batch()}
     ids, mask = inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
     encoded = ours.encode(inputs["input_ids"], inputs["attention_mask"])
@@ -328,8 +262,8 @@ def test_static_cache_under_jit_compiles_once_and_equals_the_full_pass(saved):
 
 
 def test_causal_lm_with_and_without_cross_attention_and_caches(saved):
-    hf, ours = pair(saved, "ForCausalLM")
-    hf_eager = eager(saved, "ForCausalLM")
+    hf, ours = cached_pair(saved, "ForCausalLM")
+    hf_eager = eager("ForCausalLM", saved("ForCausalLM")[1])
     ids, mask = decoder_batch().values()
     # Encoder states of the encoder batch's shape and mask (full, right- and left-padded, fully masked rows): the
     # shapes the seq2seq tests compiled.
@@ -355,7 +289,7 @@ def test_causal_lm_with_and_without_cross_attention_and_caches(saved):
     past, hf_past, steps = None, None, []
     for start, stop in [(0, 5), (5, 6)]:
         step = {"input_ids": ids[:, start:stop], "attention_mask": mask[:, :stop], **cross, "use_cache": True}
-        out, hf_out = ours(**step, past_key_values=past), hf_call(hf, **step, past_key_values=hf_past)
+        out, hf_out = ours(**step, past_key_values=past), call(hf, **step, past_key_values=hf_past)
         assert_outputs_close(hf_out.logits, out.logits, label=f"causal LM step {start}:{stop}")
         past, hf_past = out.past_key_values, hf_out.past_key_values
         steps.append(np.asarray(out.logits))
@@ -368,11 +302,11 @@ def test_causal_lm_with_and_without_cross_attention_and_caches(saved):
 
 def test_jitted_grad_of_the_loss_matches_torch_autograd(saved):
     # One layer per stack: the compiled gradient of a deeper model checks nothing more and compiles longer.
-    hf, ours = pair(saved, "ForConditionalGeneration", encoder_layers=1, decoder_layers=1)
+    hf, ours = cached_pair(saved, "ForConditionalGeneration", encoder_layers=1, decoder_layers=1)
     # Full, right- and left-padded rows. Not the fully masked one: its attention is uniform whatever the scores,
     # so its gradient through the scores is rounding noise (transformers' SDPA and eager differ by 0.3 there).
     inputs = {name: value[:3] for name, value in encoder_batch().items()}
-    labels = labels_for("ForConditionalGeneration", {})["labels"][:3]
+    labels = labels_for("ForConditionalGeneration", CONFIG, encoder_batch())["labels"][:3]
 
     def loss(params):
         out = ours(**inputs, labels=labels, params=params)
@@ -395,7 +329,7 @@ def test_jitted_grad_of_the_loss_matches_torch_autograd(saved):
 
 def test_sequence_classification_eos_pooling(saved):
     # The loss by problem type is common/layers_flax.py's, tested with RoBERTa; single-label is in the head test.
-    hf, ours = pair(saved, "ForSequenceClassification")
+    hf, ours = cached_pair(saved, "ForSequenceClassification")
     # Several <eos> per row: the last one is pooled, eagerly and under jit.
     inputs = encoder_batch()
     inputs["input_ids"][:, 1] = EOS
@@ -479,11 +413,11 @@ def test_fresh_model_names_init_and_save(head, tmp_path):
     reloaded, info = getattr(transformers, f"Bart{head}").from_pretrained(tmp_path, output_loading_info=True)
     assert all(not keys for keys in info.values()), info
     inputs = encoder_batch()
-    assert_same(reloaded.eval(), ours, f"fresh {head} saved by us", **inputs, **labels_for(head, inputs))
+    assert_same(reloaded.eval(), ours, f"fresh {head} saved by us", **inputs, **labels_for(head, CONFIG, inputs))
 
 
 def test_untied_output_embeddings_round_trip(saved, tmp_path):
-    hf, ours = pair(saved, "ForConditionalGeneration", tie_word_embeddings=False)
+    hf, ours = cached_pair(saved, "ForConditionalGeneration", tie_word_embeddings=False)
     assert ours.params["lm_head"]["kernel"].shape == (32, 99)
     assert_same(hf, ours, "untied", **encoder_batch())
     ours.save_pretrained(tmp_path)
@@ -504,7 +438,7 @@ def test_bfloat16_loading_and_saving(saved, tmp_path):
     logits = half(**inputs).logits
     assert logits.dtype == jnp.bfloat16
     # bfloat16 keeps 8 significant bits: outputs of O(1) agree to a few units in the last place.
-    assert_outputs_close(hf_call(hf_half, **inputs).logits.float(), np.asarray(logits, np.float32), atol=0.1)
+    assert_outputs_close(call(hf_half, **inputs).logits.float(), np.asarray(logits, np.float32), atol=0.1)
     half.save_pretrained(tmp_path)
     again = zoo.FlaxBartForConditionalGeneration.from_pretrained(tmp_path, dtype="bfloat16")
     for (path, a), b in zip(flatten_params(half.params).items(), flatten_params(again.params).values(), strict=True):
@@ -528,7 +462,7 @@ def test_dropout_and_layerdrop_only_in_training():
 
 
 def test_bad_input_is_a_clear_error(saved):
-    _, ours = pair(saved, "ForConditionalGeneration")
+    _, ours = cached_pair(saved, "ForConditionalGeneration")
     inputs = encoder_batch()  # the shapes other tests compiled: errors come before anything new is computed
     ids, decoder_ids = inputs["input_ids"], decoder_batch()["decoder_input_ids"]
     encoded = ours.encode(ids)

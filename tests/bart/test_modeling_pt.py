@@ -5,142 +5,68 @@ with ``save_pretrained`` and loaded by our ``from_pretrained``. transformers' SD
 weights and ignores head masks, so comparisons that need them load the Hugging Face model with eager attention.
 """
 
-import numpy as np
 import pytest
 
 import rosettazoo.bart as zoo
 from rosettazoo.conversion import WeightsError
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import assert_outputs_close, assert_same, call, labels_for, torch_inputs
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-HEADS = ("Model", "ForConditionalGeneration", "ForSequenceClassification", "ForQuestionAnswering", "ForCausalLM")
-TINY = {"vocab_size": 99, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "max_position_embeddings": 40,
-        "num_labels": 3}
-# distilbart-like: stacks of different depth, width and heads.
-ASYMMETRIC = {"encoder_layers": 2, "decoder_layers": 1, "decoder_ffn_dim": 23, "decoder_attention_heads": 2}
-EOS, START = 2, 2
+from tests.bart.cases import (  # noqa: E402
+    ASYMMETRIC,
+    CONFIG,
+    EOS,
+    HEADS,
+    ORACLE,
+    START,
+    TINY,
+    decode_both_ways,
+    decoder_batch,
+    eager,
+    encoder_batch,
+)
 
 torch.set_num_threads(1)
-
-
-def randomize(model: torch.nn.Module, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
-
-
-def hf_model(head: str, **overrides):
-    config = transformers.BartConfig(**{**TINY, **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"Bart{head}")(config)
-    randomize(model)
-    return model.eval()
-
-
-def pair(head: str, folder, *, safe: bool = True, **overrides):
-    """A Hugging Face model and ours loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, **overrides)
-    hf.save_pretrained(folder, safe_serialization=safe)
-    return hf, getattr(zoo, f"Bart{head}").from_pretrained(folder)
-
-
-def eager(head: str, folder):
-    """transformers' eager attention, which returns attention weights and applies head masks."""
-    return getattr(transformers, f"Bart{head}").from_pretrained(folder, attn_implementation="eager").eval()
-
-
-def run(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs)
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run(hf, **inputs), run(ours, **inputs), label=label)
-
-
-def encoder_batch(length: int = 9, seed: int = 0) -> dict:
-    """Full, right-padded, left-padded and fully masked rows, each with one <eos> after its last real token."""
-    input_ids, attention_mask = padded_batch(TINY["vocab_size"], 1, length, seed=seed)
-    for row, mask in enumerate(attention_mask):
-        real = np.flatnonzero(mask)
-        input_ids[row, real[-1] if real.size else 0] = EOS
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-
-
-def decoder_batch(length: int = 6, seed: int = 1) -> dict:
-    """Decoder rows: full, right-padded, left-padded, full; each starting with the decoder start token."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(4, TINY["vocab_size"], size=(4, length))
-    mask = np.ones((4, length), dtype=np.int64)
-    mask[1, -2:] = 0
-    mask[2, :2] = 0
-    ids[mask == 0] = 1
-    ids[[0, 1, 3], 0] = START
-    ids[2, 2] = START
-    return {"decoder_input_ids": torch.from_numpy(ids), "decoder_attention_mask": torch.from_numpy(mask)}
-
-
-def causal_batch() -> dict:
-    inputs = encoder_batch()
-    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-
-
-def labels_for(head: str, inputs: dict) -> dict:
-    generator = torch.Generator().manual_seed(2)
-    if head == "ForConditionalGeneration":  # ignored (-100) labels become padding in the shifted decoder input
-        labels = torch.randint(0, TINY["vocab_size"], (4, 6), generator=generator)
-        labels[1, -2:] = -100
-        return {"labels": labels}
-    if head == "ForCausalLM":
-        labels = torch.randint(0, TINY["vocab_size"], inputs["input_ids"].shape, generator=generator)
-        return {"labels": labels.masked_fill(inputs["attention_mask"] == 0, -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": torch.tensor([0, 2, 1, 1])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": torch.tensor([1, 2, 40, 0]), "end_positions": torch.tensor([3, 5, 6, 0])}
-    return {}
 
 
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 @pytest.mark.parametrize("head", HEADS)
 def test_hf_checkpoint_matches_every_output(head, safe, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf", safe=safe)
+    hf, ours = ORACLE.pair("pt", "Bart", head, tmp_path / "hf", safe=safe)
     assert not any(module.training for module in ours.modules())
-    inputs = causal_batch() if head == "ForCausalLM" else encoder_batch()
+    inputs = torch_inputs(encoder_batch())
     label = f"Bart{head}"
     # SDPA, with labels (no cache) and without (the decoder returns its cache).
-    assert_same(hf, ours, label, **inputs, **labels_for(head, inputs), output_hidden_states=True)
+    assert_same(hf, ours, label, **inputs, **labels_for(head, CONFIG, inputs), output_hidden_states=True)
     assert_same(hf, ours, label, **inputs, output_hidden_states=True)
     # Eager attention: every attention tensor (self, cross, encoder).
     assert_same(eager(head, tmp_path / "hf"), ours, f"{label} eager", **inputs, output_attentions=True)
     if head in ("Model", "ForConditionalGeneration", "ForQuestionAnswering"):
         # Explicit decoder inputs, padded on either side.
-        assert_same(hf, ours, f"{label} decoder inputs", **inputs, **decoder_batch(), output_hidden_states=True)
+        assert_same(hf, ours, f"{label} decoder inputs", **inputs, **torch_inputs(decoder_batch()), output_hidden_states=True)
     if safe:
         # Our save loads in transformers with nothing missing or unexpected, and gives the same outputs.
         ours.save_pretrained(tmp_path / "ours")
         reloaded, info = getattr(transformers, f"Bart{head}").from_pretrained(tmp_path / "ours",
                                                                               output_loading_info=True)
         assert all(not keys for keys in info.values()), info
-        assert_same(hf, reloaded.eval(), f"{label} saved by us", **inputs, **labels_for(head, inputs))
+        assert_same(hf, reloaded.eval(), f"{label} saved by us", **inputs, **labels_for(head, CONFIG, inputs))
 
 
 def test_conditional_generation_labels_and_decoder_inputs(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
-    inputs, labels = encoder_batch(), labels_for("ForConditionalGeneration", {})
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path)
+    inputs, labels = torch_inputs(encoder_batch()), labels_for("ForConditionalGeneration", CONFIG, torch_inputs(encoder_batch()))
     # Labels alone: decoder inputs are the labels shifted right, -100 turned into padding.
-    out = run(ours, **inputs, **labels)
+    out = call(ours, **inputs, **labels)
     assert out.past_key_values is None  # training with labels: no cache, as transformers
     expected = zoo.modeling_pt.shift_tokens_right(labels["labels"], 1, START)
     assert expected[1, -1] == 1 and torch.equal(expected[:, 1:], labels["labels"][:, :-1].masked_fill(
         labels["labels"][:, :-1] == -100, 1))
-    assert_outputs_close(run(ours, **inputs, decoder_input_ids=expected).logits, out.logits, label="shifted")
-    assert_same(hf, ours, "labels and decoder inputs", **inputs, **labels, **decoder_batch())
+    assert_outputs_close(call(ours, **inputs, decoder_input_ids=expected).logits, out.logits, label="shifted")
+    assert_same(hf, ours, "labels and decoder inputs", **inputs, **labels, **torch_inputs(decoder_batch()))
     # Loss = mean cross entropy over the labels that are not -100.
     flat = labels["labels"].reshape(-1)
     manual = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 99)[flat != -100], flat[flat != -100])
@@ -148,23 +74,23 @@ def test_conditional_generation_labels_and_decoder_inputs(tmp_path):
 
 
 def test_asymmetric_stacks(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path, **ASYMMETRIC)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path, **ASYMMETRIC)
     assert len(ours.model.encoder.layers) == 2 and len(ours.model.decoder.layers) == 1
     assert ours.model.decoder.layers[0].fc1.out_features == 23
-    inputs = {**encoder_batch(), **decoder_batch()}
+    inputs = {**torch_inputs(encoder_batch()), **torch_inputs(decoder_batch())}
     assert_same(hf, ours, "asymmetric", **inputs, output_hidden_states=True)
     head_masks = {"head_mask": torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]]),
                   "decoder_head_mask": torch.tensor([[0.0, 1.0]]), "cross_attn_head_mask": torch.tensor([[1.0, 0.5]])}
     assert_same(eager("ForConditionalGeneration", tmp_path), ours, "asymmetric eager", **inputs, **head_masks,
                 output_attentions=True, output_hidden_states=True)
-    full, steps = decode_both_ways(ours, inputs)
+    full, steps, _ = decode_both_ways(ours, inputs)
     assert_outputs_close(full, steps, label="asymmetric: one token at a time vs full pass")
 
 
 def test_head_masks_and_input_embeddings(tmp_path):
-    hf, ours = pair("Model", tmp_path)
+    hf, ours = ORACLE.pair("pt", "Bart", "Model", tmp_path)
     reference = eager("Model", tmp_path)
-    inputs = {**encoder_batch(), **decoder_batch()}
+    inputs = {**torch_inputs(encoder_batch()), **torch_inputs(decoder_batch())}
     masks = {"head_mask": torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]]),
              "decoder_head_mask": torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.3, 1.0]]),
              "cross_attn_head_mask": torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]])}
@@ -178,88 +104,68 @@ def test_head_masks_and_input_embeddings(tmp_path):
 
 
 def test_scaled_embeddings(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path, scale_embedding=True)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path, scale_embedding=True)
     assert ours.model.encoder.embed_scale == pytest.approx(32 ** 0.5)
-    assert_same(hf, ours, "scale_embedding", **encoder_batch(), output_hidden_states=True)
+    assert_same(hf, ours, "scale_embedding", **torch_inputs(encoder_batch()), output_hidden_states=True)
 
 
 def test_encoder_outputs_skip_the_encoder(tmp_path):
-    _, ours = pair("ForConditionalGeneration", tmp_path)
-    inputs = {**encoder_batch(), **decoder_batch()}
-    full = run(ours, **inputs, output_hidden_states=True)
-    encoded = run(ours.get_encoder(), input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                  output_hidden_states=True)
+    _, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path)
+    inputs = {**torch_inputs(encoder_batch()), **torch_inputs(decoder_batch())}
+    full = call(ours, **inputs, output_hidden_states=True)
+    encoded = call(ours.get_encoder(), input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                   output_hidden_states=True)
     decoder_only = {k: v for k, v in inputs.items() if k != "input_ids"}
     for given in (encoded, encoded.to_tuple(), (encoded.last_hidden_state,)):
-        out = run(ours, **decoder_only, encoder_outputs=given, output_hidden_states=True)
+        out = call(ours, **decoder_only, encoder_outputs=given, output_hidden_states=True)
         assert_outputs_close(full.logits, out.logits, label="encoder_outputs")
         assert_outputs_close(full.encoder_last_hidden_state, out.encoder_last_hidden_state)
     # The encoder is skipped: a wrong input_ids beside encoder_outputs changes nothing.
-    out = run(ours, **inputs | {"input_ids": inputs["input_ids"] * 0}, encoder_outputs=encoded)
+    out = call(ours, **inputs | {"input_ids": inputs["input_ids"] * 0}, encoder_outputs=encoded)
     assert_outputs_close(full.logits, out.logits, label="encoder skipped")
 
 
 def test_return_dict_false_gives_transformers_tuples(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
-    inputs = {**encoder_batch(), **decoder_batch()}
-    theirs = run(hf, **inputs, output_hidden_states=True, return_dict=False)
-    mine = run(ours, **inputs, output_hidden_states=True, return_dict=False)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path)
+    inputs = {**torch_inputs(encoder_batch()), **torch_inputs(decoder_batch())}
+    theirs = call(hf, **inputs, output_hidden_states=True, return_dict=False)
+    mine = call(ours, **inputs, output_hidden_states=True, return_dict=False)
     assert isinstance(mine, tuple) and len(mine) == len(theirs) == 5  # logits, cache, 2 x hidden states, encoder
     assert_outputs_close(theirs, mine, label="tuple")
-    encoded = run(ours.model.encoder, input_ids=inputs["input_ids"], return_dict=False)
+    encoded = call(ours.model.encoder, input_ids=inputs["input_ids"], return_dict=False)
     assert isinstance(encoded, tuple) and len(encoded) == 1
 
 
-def decode_both_ways(model, inputs: dict):
-    """Logits of one full pass, and of one decoder token at a time from the model's own cache (the encoder
-    output computed once and passed on), both at the real (unpadded) decoder positions."""
-    encoded = run(model.get_encoder(), input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    ids, mask = inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
-    full = run(model, encoder_outputs=encoded, attention_mask=inputs["attention_mask"], decoder_input_ids=ids,
-               decoder_attention_mask=mask, use_cache=True)
-    past, steps = None, []
-    for t in range(ids.shape[1]):
-        out = run(model, encoder_outputs=encoded, attention_mask=inputs["attention_mask"],
-                  decoder_input_ids=ids[:, t:t + 1], decoder_attention_mask=mask[:, :t + 1], past_key_values=past,
-                  use_cache=True)
-        past = out.past_key_values
-        steps.append(out.logits)
-    real = mask.bool()[..., None]  # a left-padded row's pad queries see no key; the full pass then sees all
-    return full.logits * real, torch.cat(steps, dim=1) * real
-
-
 def test_cache_token_by_token_equals_full_pass_and_transformers(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
-    inputs = {**encoder_batch(), **decoder_batch()}
-    full, steps = decode_both_ways(ours, inputs)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path)
+    inputs = {**torch_inputs(encoder_batch()), **torch_inputs(decoder_batch())}
+    full, steps, _ = decode_both_ways(ours, inputs)
     assert_outputs_close(full, steps, label="one token at a time vs full pass")
-    hf_full, hf_steps = decode_both_ways(hf, inputs)
+    hf_full, hf_steps, _ = decode_both_ways(hf, inputs)
     assert_outputs_close(hf_steps, steps, label="step by step vs transformers")
     # The cache itself: self and cross keys and values per layer, equal to transformers' legacy cache.
     kwargs = {**inputs, "use_cache": True}
-    ours_cache, hf_cache = run(ours, **kwargs).past_key_values, run(hf, **kwargs).past_key_values
+    ours_cache, hf_cache = call(ours, **kwargs).past_key_values, call(hf, **kwargs).past_key_values
     assert all(len(layer) == 4 for layer in ours_cache)
     assert ours_cache[0][0].shape == (4, 4, 6, 8) and ours_cache[0][2].shape == (4, 4, 9, 8)
     assert_outputs_close(hf_cache, ours_cache, label="cache vs transformers")
     # A longer first chunk, then a second chunk with eager attention: the cache continues either way.
     ids, mask = inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
-    first = run(ours, **inputs | {"decoder_input_ids": ids[:, :4], "decoder_attention_mask": mask[:, :4]},
-                use_cache=True)
-    second = run(ours, **inputs | {"decoder_input_ids": ids[:, 4:]}, past_key_values=first.past_key_values,
-                 use_cache=True, output_attentions=True)
-    assert_outputs_close(run(ours, **inputs).logits[:, 4:], second.logits, label="two chunks")
+    first = call(ours, **inputs | {"decoder_input_ids": ids[:, :4], "decoder_attention_mask": mask[:, :4]}, use_cache=True)
+    second = call(ours, **inputs | {"decoder_input_ids": ids[:, 4:]}, past_key_values=first.past_key_values,
+                  use_cache=True, output_attentions=True)
+    assert_outputs_close(call(ours, **inputs).logits[:, 4:], second.logits, label="two chunks")
     assert second.decoder_attentions[0].shape == (4, 4, 2, 6)
     # transformers' cache object is accepted too (read as its legacy tuples).
-    hf_first = run(hf, **inputs | {"decoder_input_ids": ids[:, :4], "decoder_attention_mask": mask[:, :4]},
-                   use_cache=True)
-    from_hf = run(ours, **inputs | {"decoder_input_ids": ids[:, 4:]}, past_key_values=hf_first.past_key_values)
+    hf_first = call(hf, **inputs | {"decoder_input_ids": ids[:, :4], "decoder_attention_mask": mask[:, :4]}, use_cache=True)
+    from_hf = call(ours, **inputs | {"decoder_input_ids": ids[:, 4:]}, past_key_values=hf_first.past_key_values)
     assert_outputs_close(second.logits, from_hf.logits, label="continuing transformers' cache")
 
 
 @pytest.mark.parametrize("cross", [False, True], ids=["decoder only", "with cross-attention"])
 def test_causal_lm_cache(cross, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path)
-    ids, mask = decoder_batch().values()
+    hf, ours = ORACLE.pair("pt", "Bart", "ForCausalLM", tmp_path)
+    ids, mask = torch_inputs(decoder_batch()).values()
     extra = {}
     if cross:
         generator = torch.Generator().manual_seed(5)
@@ -269,11 +175,11 @@ def test_causal_lm_cache(cross, tmp_path):
                 output_hidden_states=True)
     assert_same(eager("ForCausalLM", tmp_path), ours, "causal LM eager", input_ids=ids, attention_mask=mask,
                 **extra, output_attentions=True)
-    full = run(ours, input_ids=ids, attention_mask=mask, **extra, use_cache=True)
+    full = call(ours, input_ids=ids, attention_mask=mask, **extra, use_cache=True)
     past, steps, hf_past, hf_steps = None, [], None, []
     for t in range(ids.shape[1]):
         step = {"input_ids": ids[:, t:t + 1], "attention_mask": mask[:, :t + 1], **extra, "use_cache": True}
-        out, hf_out = run(ours, **step, past_key_values=past), run(hf, **step, past_key_values=hf_past)
+        out, hf_out = call(ours, **step, past_key_values=past), call(hf, **step, past_key_values=hf_past)
         past, hf_past = out.past_key_values, hf_out.past_key_values
         steps.append(out.logits)
         hf_steps.append(hf_out.logits)
@@ -290,11 +196,11 @@ def test_sequence_classification_eos_pooling_and_problem_types(tmp_path):
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification"),
              (3, torch.tensor([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
-        assert_same(hf, ours, problem_type, **encoder_batch(), labels=labels)
+        hf, ours = ORACLE.pair("pt", "Bart", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        assert_same(hf, ours, problem_type, **torch_inputs(encoder_batch()), labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
     # Several <eos> per row: the last one is pooled.
-    inputs = encoder_batch()
+    inputs = torch_inputs(encoder_batch())
     inputs["input_ids"][:, 1] = EOS
     assert_same(hf, ours, "two <eos> per row", **inputs)
     inputs["input_ids"][0, 2] = EOS
@@ -307,7 +213,7 @@ def test_sequence_classification_eos_pooling_and_problem_types(tmp_path):
 
 
 def test_older_checkpoint_with_decoder_embeddings_and_version_buffers(tmp_path):
-    hf = hf_model("ForConditionalGeneration")
+    hf = ORACLE.hf_model("Bart", "ForConditionalGeneration")
     state = {name: tensor.contiguous() for name, tensor in hf.state_dict().items()
              if name not in ("model.shared.weight", "model.encoder.embed_tokens.weight", "lm_head.weight")}
     state["model.encoder.version"] = torch.tensor([2.0])
@@ -317,16 +223,17 @@ def test_older_checkpoint_with_decoder_embeddings_and_version_buffers(tmp_path):
     ours, info = zoo.BartForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
     assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
     assert ours.lm_head.weight is ours.model.shared.weight is ours.model.decoder.embed_tokens.weight
-    assert_same(hf, ours, "older checkpoint", **encoder_batch(), output_hidden_states=True)
+    assert_same(hf, ours, "older checkpoint", **torch_inputs(encoder_batch()), output_hidden_states=True)
     # A bare BartModel loads the same file (prefix "model." stripped), and so does the decoder-only model.
     bare = zoo.BartModel.from_pretrained(tmp_path, allow_new_heads=False)
-    assert_outputs_close(run(hf.model, **encoder_batch()), run(bare, **encoder_batch()), label="bare model")
+    assert_outputs_close(call(hf.model, **torch_inputs(encoder_batch())), call(bare, **torch_inputs(encoder_batch())),
+                         label="bare model")
     decoder = zoo.BartForCausalLM.from_pretrained(tmp_path)
     assert torch.equal(decoder.lm_head.weight, hf.lm_head.weight)
 
 
 def test_new_heads_and_loading_info(tmp_path):
-    hf_model("ForConditionalGeneration").save_pretrained(tmp_path)
+    ORACLE.hf_model("Bart", "ForConditionalGeneration").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads.*classification_head.dense.weight"):
         zoo.BartForSequenceClassification.from_pretrained(tmp_path)
     _, info = zoo.BartForSequenceClassification.from_pretrained(tmp_path, allow_new_heads=True,
@@ -364,9 +271,9 @@ def test_fresh_model_init_tying_and_parameter_count():
 
 
 def test_untied_output_embeddings_round_trip(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path / "hf", tie_word_embeddings=False)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path / "hf", tie_word_embeddings=False)
     assert ours.lm_head.weight is not ours.model.shared.weight
-    assert_same(hf, ours, "untied", **encoder_batch())
+    assert_same(hf, ours, "untied", **torch_inputs(encoder_batch()))
     ours.save_pretrained(tmp_path / "ours")
     # transformers 4.57.6 cannot reload an untied BART, not even its own save: it unties the encoder's and decoder's
     # embed_tokens from model.shared and initializes them randomly. So: our file holds exactly what its file holds,
@@ -375,17 +282,17 @@ def test_untied_output_embeddings_round_trip(tmp_path):
     theirs = safetensors_torch.load_file(tmp_path / "hf" / "model.safetensors")
     assert sorted(saved) == sorted(theirs) and all(torch.equal(saved[k], theirs[k]) for k in theirs)
     reloaded = zoo.BartForConditionalGeneration.from_pretrained(tmp_path / "ours")
-    assert_same(hf, reloaded, "untied saved by us", **encoder_batch())
+    assert_same(hf, reloaded, "untied saved by us", **torch_inputs(encoder_batch()))
 
 
 def test_bfloat16_loading_and_saving(tmp_path):
-    pair("ForConditionalGeneration", tmp_path / "hf")
+    ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path / "hf")
     half = zoo.BartForConditionalGeneration.from_pretrained(tmp_path / "hf", dtype="bfloat16")
     assert half.dtype == torch.bfloat16 and half.final_logits_bias.dtype == torch.bfloat16 and not half.training
     hf_half = transformers.BartForConditionalGeneration.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16).eval()
-    inputs = encoder_batch()
+    inputs = torch_inputs(encoder_batch())
     # bfloat16 keeps 8 significant bits: outputs of O(1) agree to a few units in the last place.
-    assert_outputs_close(run(hf_half, **inputs).logits.float(), run(half, **inputs).logits.float(), atol=0.1)
+    assert_outputs_close(call(hf_half, **inputs).logits.float(), call(half, **inputs).logits.float(), atol=0.1)
     half.save_pretrained(tmp_path / "half")
     again = zoo.BartForConditionalGeneration.from_pretrained(tmp_path / "half", dtype=torch.bfloat16)
     for (name, a), (_, b) in zip(half.state_dict().items(), again.state_dict().items(), strict=True):
@@ -395,9 +302,9 @@ def test_bfloat16_loading_and_saving(tmp_path):
 def test_training_mode_dropout_matches_transformers_with_the_same_seed(tmp_path):
     dropouts = {"dropout": 0.2, "activation_dropout": 0.1, "classifier_dropout": 0.3, "encoder_layerdrop": 0.3,
                 "decoder_layerdrop": 0.3}
-    hf, ours = pair("ForSequenceClassification", tmp_path, **dropouts)
-    inputs = {**encoder_batch(), "labels": torch.tensor([0, 2, 1, 1])}
-    assert torch.equal(run(ours, **inputs).logits, run(ours, **inputs).logits)
+    hf, ours = ORACLE.pair("pt", "Bart", "ForSequenceClassification", tmp_path, **dropouts)
+    inputs = {**torch_inputs(encoder_batch()), "labels": torch.tensor([0, 2, 1, 1])}
+    assert torch.equal(call(ours, **inputs).logits, call(ours, **inputs).logits)
     hf.train(), ours.train()
     outputs = []
     for seed in range(4):  # with layer drop some seeds skip layers: the same ones in both
@@ -411,14 +318,14 @@ def test_training_mode_dropout_matches_transformers_with_the_same_seed(tmp_path)
 
 
 def test_save_refuses_to_overwrite(tmp_path):
-    _, ours = pair("Model", tmp_path)
+    _, ours = ORACLE.pair("pt", "Bart", "Model", tmp_path)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ours.save_pretrained(tmp_path)
     ours.save_pretrained(tmp_path, overwrite=True)
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
-    _, ours = pair("ForConditionalGeneration", tmp_path)
+    _, ours = ORACLE.pair("pt", "Bart", "ForConditionalGeneration", tmp_path)
     ids = torch.tensor([[0, 5, 6, 7, 2]])
     encoded = ours.get_encoder()(input_ids=torch.cat([ids, ids]))
     cases = [

@@ -19,39 +19,23 @@ import rosettazoo.bart as zoo
 from rosettazoo.common.cache import StaticCache
 from rosettazoo.common.outputs import Seq2SeqLMOutput
 from rosettazoo.conversion import WeightsError, to_canonical
-from tests.bart.test_modeling_pt import (
+from tests.bart.cases import (
     ASYMMETRIC,
+    CONFIG,
     EOS,
     HEADS,
+    ORACLE,
     TINY,
-    causal_batch,
+    decode_both_ways,
     decoder_batch,
     eager,
     encoder_batch,
-    hf_model,
-    labels_for,
 )
-from tests.bart.test_modeling_pt import run as run_hf
-from tests.harness import assert_outputs_close
-
-
-def numpy_inputs(inputs: dict) -> dict:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-
-
-def pair(head: str, folder, *, safe: bool = True, **overrides):
-    """A Hugging Face model and our TF model loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, **overrides)
-    hf.save_pretrained(folder, safe_serialization=safe)
-    return hf, getattr(zoo, f"TFBart{head}").from_pretrained(folder)
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run_hf(hf, **inputs), ours(**numpy_inputs(inputs)), label=label)
+from tests.harness import assert_outputs_close, assert_same, call, labels_for, numpy_inputs, torch_inputs
 
 
 def seq2seq_batch() -> dict:
-    return numpy_inputs({**encoder_batch(), **decoder_batch()})
+    return {**encoder_batch(), **decoder_batch()}
 
 
 # ---------------------------------------------------------------------------------------------------- the oracle
@@ -59,11 +43,11 @@ def seq2seq_batch() -> dict:
 
 @pytest.mark.parametrize("head", HEADS)
 def test_hf_checkpoint_matches_every_output(head, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf")
-    inputs = causal_batch() if head == "ForCausalLM" else encoder_batch()
+    hf, ours = ORACLE.pair("tf", "Bart", head, tmp_path / "hf")
+    inputs = encoder_batch()
     label = f"TFBart{head}"
     # With labels (no cache), then without (the decoder returns its cache); fully masked rows included.
-    assert_same(hf, ours, label, **inputs, **labels_for(head, inputs), output_hidden_states=True)
+    assert_same(hf, ours, label, **inputs, **labels_for(head, CONFIG, inputs), output_hidden_states=True)
     assert_same(hf, ours, label, **inputs, output_hidden_states=True)
     # Every attention tensor (self, cross, encoder) against transformers' eager attention.
     assert_same(eager(head, tmp_path / "hf"), ours, f"{label} eager", **inputs, output_attentions=True)
@@ -74,18 +58,18 @@ def test_hf_checkpoint_matches_every_output(head, tmp_path):
     ours.save_pretrained(tmp_path / "ours")
     reloaded, info = getattr(transformers, f"Bart{head}").from_pretrained(tmp_path / "ours", output_loading_info=True)
     assert all(not keys for keys in info.values()), info
-    assert_same(reloaded.eval(), ours, f"{label} saved by us", **inputs, **labels_for(head, inputs))
+    assert_same(reloaded.eval(), ours, f"{label} saved by us", **inputs, **labels_for(head, CONFIG, inputs))
 
 
 def test_pytorch_bin_checkpoint(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path, safe=False)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path, safe=False)
     assert (tmp_path / "pytorch_model.bin").exists()
     assert_same(hf, ours, "pytorch_model.bin", **encoder_batch(), output_hidden_states=True)
 
 
 def test_conditional_generation_labels_and_decoder_inputs(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
-    inputs, labels = numpy_inputs(encoder_batch()), numpy_inputs(labels_for("ForConditionalGeneration", {}))
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path)
+    inputs, labels = encoder_batch(), labels_for("ForConditionalGeneration", CONFIG, encoder_batch())
     out = ours(**inputs, **labels)
     assert out.past_key_values is None  # labels: no cache, as transformers
     # Labels alone: the decoder reads them shifted right behind the start token, -100 turned into padding.
@@ -93,7 +77,8 @@ def test_conditional_generation_labels_and_decoder_inputs(tmp_path):
     expected = np.concatenate([np.full((4, 1), 2), labels["labels"][:, :-1]], axis=1)
     assert np.array_equal(shifted, np.where(expected == -100, 1, expected)) and shifted[1, -1] == 1
     assert_outputs_close(ours(**inputs, decoder_input_ids=shifted).logits, out.logits, label="shifted")
-    assert_same(hf, ours, "labels and decoder inputs", **encoder_batch(), **labels_for("ForConditionalGeneration", {}),
+    assert_same(hf, ours, "labels and decoder inputs", **encoder_batch(),
+                **labels_for("ForConditionalGeneration", CONFIG, encoder_batch()),
                 **decoder_batch())
     # The loss is the mean cross entropy over the labels that are not -100.
     flat, logits = labels["labels"].reshape(-1), out.logits.numpy().reshape(-1, TINY["vocab_size"])
@@ -103,7 +88,7 @@ def test_conditional_generation_labels_and_decoder_inputs(tmp_path):
 
 
 def test_asymmetric_stacks_with_head_masks(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path, **ASYMMETRIC)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path, **ASYMMETRIC)
     assert len(ours.model.encoder.layers) == 2 and len(ours.model.decoder.layers) == 1
     assert ours.model.decoder.layers[0].fc1.units == 23
     inputs = {**encoder_batch(), **decoder_batch()}
@@ -117,20 +102,20 @@ def test_asymmetric_stacks_with_head_masks(tmp_path):
 
 
 def test_input_embeddings_and_scaled_embeddings(tmp_path):
-    hf, ours = pair("Model", tmp_path)
-    inputs = {**encoder_batch(), **decoder_batch()}
+    hf, ours = ORACLE.pair("tf", "Bart", "Model", tmp_path)
+    inputs = torch_inputs({**encoder_batch(), **decoder_batch()})
     # Embeddings given are used as they are (no scale); here scaled so that a missed table would show.
     embeds = {"inputs_embeds": hf.shared(inputs["input_ids"]).detach() * 0.7,
               "decoder_inputs_embeds": hf.shared(inputs["decoder_input_ids"]).detach() * 1.3}
     assert_same(hf, ours, "embeddings", attention_mask=inputs["attention_mask"],
                 decoder_attention_mask=inputs["decoder_attention_mask"], **embeds)
-    hf, ours = pair("ForConditionalGeneration", tmp_path / "scaled", scale_embedding=True)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path / "scaled", scale_embedding=True)
     assert ours.model.encoder.embed_scale == pytest.approx(32 ** 0.5)
     assert_same(hf, ours, "scale_embedding", **encoder_batch(), output_hidden_states=True)
 
 
 def test_encoder_outputs_skip_the_encoder(tmp_path):
-    _, ours = pair("ForConditionalGeneration", tmp_path)
+    _, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path)
     inputs = seq2seq_batch()
     full = ours(**inputs, output_hidden_states=True)
     encoded = ours.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
@@ -146,9 +131,9 @@ def test_encoder_outputs_skip_the_encoder(tmp_path):
 
 
 def test_calls_take_a_dict_and_return_transformers_tuples(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path)
     inputs = {**encoder_batch(), **decoder_batch()}
-    theirs = run_hf(hf, **inputs, output_hidden_states=True, return_dict=False)
+    theirs = call(hf, **inputs, output_hidden_states=True, return_dict=False)
     mine = ours(**numpy_inputs(inputs), output_hidden_states=True, return_dict=False)
     assert isinstance(mine, tuple) and len(mine) == len(theirs) == 5  # logits, cache, 2 x hidden states, encoder
     assert_outputs_close(theirs, mine, label="tuple")
@@ -158,34 +143,17 @@ def test_calls_take_a_dict_and_return_transformers_tuples(tmp_path):
 # ---------------------------------------------------------------------------------------------------- caches
 
 
-def decode_both_ways(model, inputs: dict):
-    """Logits of one full pass, and of one decoder token at a time from the model's dynamic cache (the encoder
-    output computed once), both at the real decoder positions; and the last cache."""
-    encoded = model.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    ids, mask = inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
-    common = {"encoder_outputs": encoded, "attention_mask": inputs["attention_mask"], "use_cache": True}
-    full = model(**common, decoder_input_ids=ids, decoder_attention_mask=mask)
-    past, steps = None, []
-    for t in range(ids.shape[1]):
-        out = model(**common, decoder_input_ids=ids[:, t:t + 1], decoder_attention_mask=mask[:, :t + 1],
-                    past_key_values=past)
-        past = out.past_key_values
-        steps.append(out.logits)
-    real = mask[..., None].astype(bool)  # a left-padded row's pad queries see no key; the full pass then sees all
-    return np.where(real, full.logits, 0), np.where(real, tf.concat(steps, axis=1), 0), past
-
-
 def test_dynamic_cache_token_by_token_equals_full_pass_and_transformers(tmp_path):
-    hf, ours = pair("ForConditionalGeneration", tmp_path)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path)
     inputs = seq2seq_batch()
     full, steps, cache = decode_both_ways(ours, inputs)
     assert_outputs_close(full, steps, label="one token at a time vs full pass")
     hf_past, hf_steps = None, []
     for t in range(6):  # transformers step by step, from its own cache
-        out = run_hf(hf, **{k: torch.from_numpy(v) for k, v in inputs.items() if k.startswith(("input", "attention"))},
-                     decoder_input_ids=torch.from_numpy(inputs["decoder_input_ids"][:, t:t + 1]),
-                     decoder_attention_mask=torch.from_numpy(inputs["decoder_attention_mask"][:, :t + 1]),
-                     past_key_values=hf_past, use_cache=True)
+        out = call(hf, **{k: torch.from_numpy(v) for k, v in inputs.items() if k.startswith(("input", "attention"))},
+                   decoder_input_ids=torch.from_numpy(inputs["decoder_input_ids"][:, t:t + 1]),
+                   decoder_attention_mask=torch.from_numpy(inputs["decoder_attention_mask"][:, :t + 1]),
+                   past_key_values=hf_past, use_cache=True)
         hf_past = out.past_key_values
         hf_steps.append(out.logits)
     real = inputs["decoder_attention_mask"][..., None].astype(bool)
@@ -204,9 +172,9 @@ def test_dynamic_cache_token_by_token_equals_full_pass_and_transformers(tmp_path
 
 @pytest.mark.parametrize("cross", [False, True], ids=["decoder only", "with cross-attention"])
 def test_causal_lm_dynamic_cache(cross, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForCausalLM", tmp_path)
     assert ours.config.is_decoder and not ours.config.is_encoder_decoder
-    ids, mask = decoder_batch().values()
+    ids, mask = torch_inputs(decoder_batch()).values()
     extra = {}
     if cross:
         generator = torch.Generator().manual_seed(5)
@@ -222,7 +190,7 @@ def test_causal_lm_dynamic_cache(cross, tmp_path):
     for t in range(ids.shape[1]):
         step = {"input_ids": ids[:, t:t + 1], "attention_mask": mask[:, :t + 1]}
         out = ours(**numpy_inputs(step), **extra, past_key_values=past)
-        hf_past = run_hf(hf, **step, **hf_extra, past_key_values=hf_past, use_cache=True).past_key_values
+        hf_past = call(hf, **step, **hf_extra, past_key_values=hf_past, use_cache=True).past_key_values
         past = out.past_key_values
         steps.append(out.logits)
     real = mask.numpy()[..., None].astype(bool)
@@ -233,7 +201,7 @@ def test_causal_lm_dynamic_cache(cross, tmp_path):
 
 
 def one_layer_pair(head: str, folder, **overrides):
-    return pair(head, folder, encoder_layers=1, decoder_layers=1, **overrides)
+    return ORACLE.pair("tf", "Bart", head, folder, encoder_layers=1, decoder_layers=1, **overrides)
 
 
 def test_static_cache_compiled_steps_equal_one_full_pass(tmp_path):
@@ -273,7 +241,7 @@ def test_static_cache_compiled_steps_equal_one_full_pass(tmp_path):
 
 def test_static_cache_chunks_causal_lm_and_errors(tmp_path):
     _, ours = one_layer_pair("ForCausalLM", tmp_path)
-    ids, mask = (v.numpy() for v in decoder_batch().values())
+    ids, mask = decoder_batch().values()
     encoder_states = np.random.default_rng(5).standard_normal((4, 5, 32)).astype(np.float32)
     slots = np.concatenate([mask, np.ones((4, 4), mask.dtype)], axis=1)
     for states in (None, encoder_states):
@@ -311,7 +279,7 @@ def test_sequence_classification_eos_pooling_and_problem_types(tmp_path):
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification"),
              (3, torch.tensor([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("tf", "Bart", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **encoder_batch(), labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
     inputs = encoder_batch()
@@ -332,7 +300,7 @@ def test_sequence_classification_eos_pooling_and_problem_types(tmp_path):
 
 def test_older_checkpoint_with_decoder_embeddings_and_version_buffers(tmp_path):
     safetensors_torch = pytest.importorskip("safetensors.torch")
-    hf = hf_model("ForConditionalGeneration")
+    hf = ORACLE.hf_model("Bart", "ForConditionalGeneration")
     state = {name: tensor.contiguous() for name, tensor in hf.state_dict().items()
              if name not in ("model.shared.weight", "model.encoder.embed_tokens.weight", "lm_head.weight")}
     state["model.encoder.version"] = torch.tensor([2.0])
@@ -349,7 +317,7 @@ def test_older_checkpoint_with_decoder_embeddings_and_version_buffers(tmp_path):
 
 
 def test_new_heads_and_loading_info(tmp_path):
-    hf_model("ForConditionalGeneration").save_pretrained(tmp_path)
+    ORACLE.hf_model("Bart", "ForConditionalGeneration").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads.*classification_head.dense.weight"):
         zoo.TFBartForSequenceClassification.from_pretrained(tmp_path)
     _, info = zoo.TFBartForSequenceClassification.from_pretrained(tmp_path, allow_new_heads=True,
@@ -360,13 +328,13 @@ def test_new_heads_and_loading_info(tmp_path):
     qa = zoo.TFBartForQuestionAnswering.from_pretrained(tmp_path, allow_new_heads=True)
     assert qa.config.num_labels == 2 and qa.qa_outputs.units == 2
     # A bare model's checkpoint has no final_logits_bias: as in transformers it stays zero, and is not missing.
-    hf = hf_model("Model")
+    hf = ORACLE.hf_model("Bart", "Model")
     hf.save_pretrained(tmp_path / "bare")
     generator, info = zoo.TFBartForConditionalGeneration.from_pretrained(tmp_path / "bare", output_loading_info=True)
     assert info == {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": []}
     assert np.all(generator.final_logits_bias.numpy() == 0)
-    hidden = generator(**numpy_inputs(encoder_batch()), output_hidden_states=True).decoder_hidden_states[-1]
-    assert_outputs_close(run_hf(hf, **encoder_batch()).last_hidden_state, hidden, label="bare checkpoint")
+    hidden = generator(**encoder_batch(), output_hidden_states=True).decoder_hidden_states[-1]
+    assert_outputs_close(call(hf, **encoder_batch()).last_hidden_state, hidden, label="bare checkpoint")
 
 
 @pytest.mark.parametrize("head", ["ForConditionalGeneration", "ForCausalLM"])
@@ -400,7 +368,7 @@ def test_fresh_model_variables_and_init(head):
 
 def test_untied_output_embeddings_round_trip(tmp_path):
     safetensors = pytest.importorskip("safetensors")
-    hf, ours = pair("ForConditionalGeneration", tmp_path / "hf", tie_word_embeddings=False)
+    hf, ours = ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path / "hf", tie_word_embeddings=False)
     assert "lm_head.kernel" in ours.variables_by_path()
     assert_same(hf, ours, "untied", **encoder_batch())
     ours.save_pretrained(tmp_path / "ours")
@@ -416,7 +384,7 @@ def test_untied_output_embeddings_round_trip(tmp_path):
 
 
 def test_bfloat16_loading_and_saving(tmp_path):
-    pair("ForConditionalGeneration", tmp_path / "hf")
+    ORACLE.pair("tf", "Bart", "ForConditionalGeneration", tmp_path / "hf")
     half = zoo.TFBartForConditionalGeneration.from_pretrained(tmp_path / "hf", dtype="bfloat16")
     assert {v.dtype for v in half.weights} == {"bfloat16"}
     inputs = encoder_batch()
@@ -424,7 +392,7 @@ def test_bfloat16_loading_and_saving(tmp_path):
     assert logits.dtype == tf.bfloat16
     hf_half = transformers.BartForConditionalGeneration.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16).eval()
     # bfloat16 keeps 8 significant bits: outputs of O(1) agree to a few units in the last place.
-    assert_outputs_close(run_hf(hf_half, **inputs).logits.float(), tf.cast(logits, tf.float32), atol=0.1)
+    assert_outputs_close(call(hf_half, **inputs).logits.float(), tf.cast(logits, tf.float32), atol=0.1)
     assert half.init_cache(4, 8).layers[0][0].dtype == tf.bfloat16
     half.save_pretrained(tmp_path / "half")
     again = zoo.TFBartForConditionalGeneration.from_pretrained(tmp_path / "half", dtype="bfloat16")
@@ -434,15 +402,15 @@ def test_bfloat16_loading_and_saving(tmp_path):
 
 
 def test_dropout_and_layerdrop_only_in_training(tmp_path):
-    _, ours = pair("ForSequenceClassification", tmp_path, dropout=0.2, activation_dropout=0.1,
-                   classifier_dropout=0.3, encoder_layerdrop=0.3, decoder_layerdrop=0.3)
-    inputs = {**numpy_inputs(encoder_batch()), "labels": np.array([0, 2, 1, 1])}
+    _, ours = ORACLE.pair("tf", "Bart", "ForSequenceClassification", tmp_path, dropout=0.2, activation_dropout=0.1,
+                          classifier_dropout=0.3, encoder_layerdrop=0.3, decoder_layerdrop=0.3)
+    inputs = {**encoder_batch(), "labels": np.array([0, 2, 1, 1])}
     assert np.array_equal(ours(**inputs).logits, ours(**inputs, training=False).logits)
     assert not np.array_equal(ours(**inputs, training=True).logits, ours(**inputs, training=True).logits)
 
 
 def test_save_refuses_to_overwrite(tmp_path):
-    _, ours = pair("Model", tmp_path)
+    _, ours = ORACLE.pair("tf", "Bart", "Model", tmp_path)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ours.save_pretrained(tmp_path)
     ours.save_pretrained(tmp_path, overwrite=True)
@@ -459,7 +427,7 @@ def keras_model(head: str = "ForConditionalGeneration", **overrides):
 
 def test_keras_fit_trains_on_the_models_own_loss():
     model = keras_model()
-    x = {**numpy_inputs(encoder_batch()), **numpy_inputs(labels_for("ForConditionalGeneration", {}))}
+    x = {**encoder_batch(), **labels_for("ForConditionalGeneration", CONFIG, encoder_batch())}
     model.compile(optimizer=keras.optimizers.SGD(0.5))
     before = model.evaluate(x, batch_size=4, verbose=0)
     assert np.isclose(before, float(model(x).loss), atol=1e-5)
@@ -477,7 +445,7 @@ def test_keras_fit_trains_on_the_models_own_loss():
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # raised inside Keras' saving
 def test_keras_saving_keeps_every_weight(tmp_path):
     model = keras_model()
-    x = numpy_inputs(encoder_batch())
+    x = encoder_batch()
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert type(loaded) is type(model) and loaded.config == model.config
@@ -486,7 +454,7 @@ def test_keras_saving_keeps_every_weight(tmp_path):
 
 def test_jit_compile_matches_eager_and_bad_ids_do_not_pass_silently():
     ours = keras_model()
-    inputs = {**seq2seq_batch(), **numpy_inputs(labels_for("ForConditionalGeneration", {}))}
+    inputs = {**seq2seq_batch(), **labels_for("ForConditionalGeneration", CONFIG, encoder_batch())}
     del inputs["decoder_input_ids"], inputs["decoder_attention_mask"]
     compiled = tf.function(lambda x: ours(x, output_hidden_states=True, output_attentions=True), jit_compile=True)
     eager_out = ours(inputs, output_hidden_states=True, output_attentions=True)

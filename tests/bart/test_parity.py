@@ -8,7 +8,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("flax")
 
 import rosettazoo.bart as zoo
-from tests.harness import assert_outputs_close, assert_three_agree, load_three, padded_batch, run
+from tests.harness import EVERY_OUTPUT, assert_outputs_close, assert_three_agree, head_inputs, load_three, run
 
 HEADS = ("Model", "ForConditionalGeneration", "ForSequenceClassification", "ForQuestionAnswering", "ForCausalLM")
 
@@ -31,27 +31,10 @@ def with_eos(input_ids, attention_mask, eos_token_id):
     return input_ids
 
 
-def head_inputs(head, config, *, rows=4, seed=0):
-    rng = np.random.default_rng(seed)
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, seed=seed)
-    input_ids, attention_mask = input_ids[:rows], attention_mask[:rows]
-    input_ids = with_eos(input_ids, attention_mask, config.eos_token_id)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-              "output_hidden_states": True, "output_attentions": True}
-    batch, length = input_ids.shape
-    if head == "ForConditionalGeneration":
-        labels = rng.integers(3, config.vocab_size, size=(batch, 6))
-        labels[1, 4:] = -100
-        inputs["labels"] = labels
-    elif head == "ForCausalLM":
-        labels = rng.integers(3, config.vocab_size, size=(batch, length))
-        labels[attention_mask == 0] = -100
-        inputs["labels"] = labels
-    elif head == "ForSequenceClassification":
-        inputs["labels"] = rng.integers(0, config.num_labels, size=(batch,))
-    elif head == "ForQuestionAnswering":
-        inputs["start_positions"] = np.array([1, 2, 40, 0][:batch])
-        inputs["end_positions"] = np.array([3, 5, 6, 0][:batch])
+def head_inputs_with_eos(head, config, *, rows=4, seed=0):
+    """The head's inputs (the first ``rows`` of the padded batch), asking for every output, each row ending in eos."""
+    inputs = {**head_inputs(head, config, seed=seed, rows=slice(rows)), **EVERY_OUTPUT}
+    inputs["input_ids"] = with_eos(inputs["input_ids"], inputs["attention_mask"], config.eos_token_id)
     return inputs
 
 
@@ -61,7 +44,7 @@ def test_every_head_agrees(head, tmp_path):
     models = load_three(zoo, "Bart" + head, config, tmp_path)
     # Classification pools each row's eos, so every row needs one: no fully masked row there.
     rows = 3 if head == "ForSequenceClassification" else 4
-    outputs = assert_three_agree(models, head_inputs(head, config, rows=rows), f"Bart{head}")
+    outputs = assert_three_agree(models, head_inputs_with_eos(head, config, rows=rows), f"Bart{head}")
     if head != "Model":
         assert all("loss" in out for out in outputs.values())
 
@@ -70,14 +53,14 @@ def test_asymmetric_stacks_agree(tmp_path):
     config = tiny_config(encoder_layers=2, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=2,
                          encoder_ffn_dim=37, decoder_ffn_dim=21, scale_embedding=True)
     models = load_three(zoo, "BartForConditionalGeneration", config, tmp_path)
-    assert_three_agree(models, head_inputs("ForConditionalGeneration", config), "asymmetric BART")
+    assert_three_agree(models, head_inputs_with_eos("ForConditionalGeneration", config), "asymmetric BART")
 
 
 def test_cached_decoding_agrees_with_the_full_pass(tmp_path):
     config = tiny_config()
     models = load_three(zoo, "BartForConditionalGeneration", config, tmp_path)
     rng = np.random.default_rng(5)
-    inputs = head_inputs("Model", config, rows=3)
+    inputs = head_inputs_with_eos("Model", config, rows=3)
     decoder_input_ids = np.concatenate([np.full((3, 1), config.decoder_start_token_id),
                                         rng.integers(3, config.vocab_size, size=(3, 5))], axis=1)
     full = {**inputs, "decoder_input_ids": decoder_input_ids, "use_cache": True}

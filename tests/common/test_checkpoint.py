@@ -21,8 +21,7 @@ from rosettazoo.common.checkpoint import (
     parse_size,
     save_checkpoint,
 )
-
-from .test_hub import make_cache
+from tests.common.hub_cache import make_cache
 
 
 def sample_tensors():

@@ -8,21 +8,9 @@ import pytest
 from huggingface_hub import constants
 
 from rosettazoo.common import hub
+from tests.common.hub_cache import make_cache
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-def make_cache(root, repo_id="org/tiny", files=None, commit=COMMIT, ref="main"):
-    """Lay out ``files`` ({name: text}) as huggingface_hub caches a download of ``repo_id`` at ``commit``."""
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for name, text in (files or {"config.json": "{}"}).items():
-        (snapshot / name).write_text(text)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / ref).write_text(commit)
-    return snapshot
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import rosettazoo.bart as bart
 import rosettazoo.opt as opt
 import rosettazoo.roberta as roberta
 from rosettazoo.common.cache import StaticCache
-from tests.harness import assert_outputs_close
+from tests.harness import assert_outputs_close, randomize
 
 torch = pytest.importorskip("torch")
 
@@ -29,15 +29,6 @@ BART_TINY = {"vocab_size": 99, "d_model": 32, "encoder_layers": 2, "decoder_laye
              "max_position_embeddings": 40}
 ROBERTA_TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "intermediate_size": 37, "max_position_embeddings": 40, "is_decoder": True}
-
-
-def randomized(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Weights at O(0.1) scale, under which a wrong bias, norm or position does not hide below the tolerance."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
-    return model.eval()
 
 
 def decoder_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,14 +113,14 @@ def check_errors(model, max_slots: int, what: str) -> None:
 
 @pytest.mark.parametrize("layout", OPT_LAYOUTS)
 def test_opt(layout):
-    model = randomized(opt.OPTForCausalLM(opt.OPTConfig(**OPT_TINY, **OPT_LAYOUTS[layout])))
+    model = randomize(opt.OPTForCausalLM(opt.OPTConfig(**OPT_TINY, **OPT_LAYOUTS[layout])), buffers=True).eval()
     check_causal_lm(model, layout)
     check_errors(model, 40, "max_position_embeddings")
 
 
 def test_opt_compiled_step_compiles_once():
     """The index is a tensor and writes are tensor-indexed: advancing it does not recompile the step."""
-    model = randomized(opt.OPTForCausalLM(opt.OPTConfig(**OPT_TINY)))
+    model = randomize(opt.OPTForCausalLM(opt.OPTConfig(**OPT_TINY)), buffers=True).eval()
     ids, mask = decoder_batch()
     slots = slot_mask(mask)
 
@@ -155,7 +146,7 @@ def test_opt_compiled_step_compiles_once():
 
 
 def bart_model(head: str):
-    return randomized(getattr(bart, f"Bart{head}")(bart.BartConfig(**BART_TINY)))
+    return randomize(getattr(bart, f"Bart{head}")(bart.BartConfig(**BART_TINY)), buffers=True).eval()
 
 
 def test_bart_seq2seq():
@@ -205,7 +196,7 @@ def test_bart_causal_lm():
 
 def roberta_model(family: str, **overrides):
     config = getattr(roberta, f"{family}Config")(**{**ROBERTA_TINY, **overrides})
-    return randomized(getattr(roberta, f"{family}ForCausalLM")(config))
+    return randomize(getattr(roberta, f"{family}ForCausalLM")(config), buffers=True).eval()
 
 
 @pytest.mark.parametrize("family", ["Roberta", "RobertaPreLayerNorm"])

@@ -16,7 +16,7 @@ def _inputs(batch: int, seq: int):
 @pytest.mark.parametrize("batch, seq", ROWS)
 def test_flax_tied_logits_equal_the_plain_product_and_its_gradient(batch, seq):
     jax = pytest.importorskip("jax")
-    from rosettazoo.common.layers_flax import tied_logits
+    from rosettazoo.common.backend_flax import tied_logits
 
     hidden, table = _inputs(batch, seq)
     np.testing.assert_allclose(np.asarray(jax.jit(tied_logits)(hidden, table)), hidden @ table.T, rtol=1e-5,
@@ -31,7 +31,7 @@ def test_flax_tied_logits_equal_the_plain_product_and_its_gradient(batch, seq):
 @pytest.mark.parametrize("batch, seq", ROWS)
 def test_tf_tied_logits_equal_the_plain_product_eager_and_under_xla_and_their_gradient(batch, seq):
     tf = pytest.importorskip("tensorflow")
-    from rosettazoo.common.layers_tf import tied_logits
+    from rosettazoo.common.backend_tf import tied_logits
 
     hidden, table = _inputs(batch, seq)
     expected = hidden @ table.T

@@ -15,8 +15,7 @@ from transformers import RobertaForMaskedLM
 
 from rosettazoo.common.checkpoint import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, open_checkpoint, save_checkpoint
 from rosettazoo.conversion.cli import main
-
-from ..common.test_hub import make_cache
+from tests.common.hub_cache import make_cache
 
 TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
         "intermediate_size": 37, "max_position_embeddings": 40}

@@ -8,33 +8,28 @@ layout the contract prescribes, independently of conversion/rules.py.
 import numpy as np
 import pytest
 import torch
-import transformers
 from torch import nn
 from transformers import (
     RobertaForMaskedLM,
     RobertaForSequenceClassification,
     RobertaModel,
-    RobertaPreLayerNormForMaskedLM,
 )
 
 from rosettazoo.common.checkpoint import open_checkpoint, save_checkpoint
 from rosettazoo.conversion import WeightsError, export_weights, load_weights, to_canonical
 from rosettazoo.roberta import RobertaConfig
 from rosettazoo.roberta.weights import weights_spec
+from tests.harness import Oracle
 
 TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
         "intermediate_size": 37, "max_position_embeddings": 40}
+ORACLE = Oracle(TINY, weights_seed=None)  # transformers' own init
 FRAMEWORK_LEAVES = {
     "pt": {},
     "tf": {nn.Linear: {"weight": "kernel"}, nn.LayerNorm: {"weight": "gamma", "bias": "beta"},
            nn.Embedding: {"weight": "embeddings"}},
     "flax": {nn.Linear: {"weight": "kernel"}, nn.LayerNorm: {"weight": "scale"}, nn.Embedding: {"weight": "embedding"}},
 }
-
-
-def hf_model(cls, config_cls=transformers.RobertaConfig, seed=0, **overrides):
-    torch.manual_seed(seed)
-    return cls(config_cls(**{**TINY, **overrides})).eval()
 
 
 def framework_tree(model, framework):
@@ -68,7 +63,7 @@ def assert_loaded(expected_tree, loaded):
 
 @pytest.fixture(scope="module")
 def masked_lm():
-    return hf_model(RobertaForMaskedLM)
+    return ORACLE.hf_model("Roberta", "ForMaskedLM")
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +177,9 @@ def test_report_agrees_with_transformers(saved, fmt, model_class, framework):
 
 
 def test_base_checkpoint_into_head_model(tmp_path):
-    base = hf_model(RobertaModel, seed=1)
+    base = ORACLE.hf_model("Roberta", "Model", init_seed=1)
     base.save_pretrained(tmp_path)
-    head = hf_model(RobertaForMaskedLM, seed=2)
+    head = ORACLE.hf_model("Roberta", "ForMaskedLM", init_seed=2)
     target = shapes(framework_tree(head, "tf"))
     with open_checkpoint(tmp_path) as checkpoint:
         assert not any(name.startswith("roberta.") for name in checkpoint)
@@ -202,8 +197,8 @@ def test_base_checkpoint_into_head_model(tmp_path):
 
 
 def test_head_checkpoint_into_base_model(masked_lm, saved):
-    with_pooler = hf_model(RobertaModel)
-    without_pooler = hf_model(RobertaModel, seed=0)
+    with_pooler = ORACLE.hf_model("Roberta", "Model")
+    without_pooler = ORACLE.hf_model("Roberta", "Model", init_seed=0)
     without_pooler.pooler = None
     expected = framework_tree(masked_lm, "flax")
     with open_checkpoint(saved / "safetensors") as checkpoint:
@@ -220,7 +215,7 @@ def test_head_checkpoint_into_base_model(masked_lm, saved):
 
 
 def test_export_of_a_base_model_loads_in_transformers(tmp_path):
-    base = hf_model(RobertaModel, seed=3)
+    base = ORACLE.hf_model("Roberta", "Model", init_seed=3)
     exported = export_weights(framework_tree(base, "tf"), spec_of(base), "tf")
     assert sorted(exported) == sorted(base.state_dict())
     save_checkpoint(tmp_path, exported)
@@ -260,7 +255,7 @@ def test_buffers_are_ignored_and_strangers_reported(masked_lm, tmp_path):
 
 
 def test_new_classifier_head_is_listed(masked_lm, saved):
-    classifier = hf_model(RobertaForSequenceClassification, num_labels=3)
+    classifier = ORACLE.hf_model("Roberta", "ForSequenceClassification", num_labels=3)
     target = shapes(framework_tree(classifier, "flax"))
     with open_checkpoint(saved / "safetensors-sharded") as checkpoint:
         with pytest.raises(WeightsError, match="allow_new_heads=True.*classifier.out_proj.weight"):
@@ -274,8 +269,8 @@ def test_new_classifier_head_is_listed(masked_lm, saved):
 
 
 def test_mismatched_shapes(tmp_path):
-    three = hf_model(RobertaForSequenceClassification, num_labels=3)
-    five = hf_model(RobertaForSequenceClassification, num_labels=5, seed=1)
+    three = ORACLE.hf_model("Roberta", "ForSequenceClassification", num_labels=3)
+    five = ORACLE.hf_model("Roberta", "ForSequenceClassification", init_seed=1, num_labels=5)
     three.save_pretrained(tmp_path)
     target = shapes(framework_tree(five, "tf"))
     with open_checkpoint(tmp_path) as checkpoint:
@@ -293,7 +288,7 @@ def test_mismatched_shapes(tmp_path):
 
 @pytest.mark.parametrize("framework", ["tf", "flax"])
 def test_untied_lm_head(framework, tmp_path):
-    untied = hf_model(RobertaForMaskedLM, tie_word_embeddings=False)
+    untied = ORACLE.hf_model("Roberta", "ForMaskedLM", tie_word_embeddings=False)
     untied.save_pretrained(tmp_path)
     tree = framework_tree(untied, framework)
     assert "lm_head.decoder.kernel" in tree
@@ -309,7 +304,7 @@ def test_untied_lm_head(framework, tmp_path):
 
 @pytest.mark.parametrize("framework", ["pt", "tf", "flax"])
 def test_prelayernorm_checkpoint(framework, tmp_path):
-    model = hf_model(RobertaPreLayerNormForMaskedLM, transformers.RobertaPreLayerNormConfig)
+    model = ORACLE.hf_model("RobertaPreLayerNorm", "ForMaskedLM")
     model.save_pretrained(tmp_path, safe_serialization=False)
     spec = spec_of(model, "roberta_prelayernorm")
     tree = framework_tree(model, framework)

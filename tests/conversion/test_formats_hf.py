@@ -25,9 +25,8 @@ from filelock import FileLock  # noqa: E402
 
 from rosettazoo import bart, opt, roberta  # noqa: E402
 from rosettazoo.common.checkpoint import open_checkpoint  # noqa: E402
-from tests.harness import FLOAT32_ATOL, run, to_numpy  # noqa: E402
-
-from .test_formats import FAMILIES  # noqa: E402  (the same tiny models)
+from tests.conversion.tiny_models import FAMILIES  # noqa: E402  (the same tiny models)
+from tests.harness import FLOAT32_ATOL, PREFIXES, run, to_numpy  # noqa: E402
 
 # One worker runs them all (pyproject's --dist loadgroup): the other keeps running tests instead of waiting on the
 # lock while transformers writes the checkpoints.
@@ -36,7 +35,6 @@ pytestmark = pytest.mark.xdist_group("formats_hf")
 WORKER = Path(__file__).with_name("hf_formats_worker.py")
 CLASSES = {"roberta": (roberta, "RobertaForMaskedLM"), "bart": (bart, "BartForConditionalGeneration"),
            "opt": (opt, "OPTForCausalLM")}
-PREFIXES = {"pt": "", "tf": "TF", "flax": "Flax"}
 SHARD = "6KB"
 # What transformers writes (hf/<family>/<layout>) and the file each layout must be read from.
 HF_LAYOUTS = {"h5": "tf_model.h5", "h5_sharded": "tf_model.h5.index.json", "tf_safetensors": "model.safetensors",

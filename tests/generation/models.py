@@ -12,9 +12,9 @@ os.environ.setdefault("USE_TF", "0")
 import numpy as np
 import pytest
 
-PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
-BACKEND = {"pt": "torch", "tf": "tensorflow", "flax": "flax"}
-FRAMEWORKS = tuple(PREFIX)
+from tests.harness import BACKENDS, PREFIXES
+
+FRAMEWORKS = tuple(PREFIXES)
 VOCAB = 100
 POSITIONS = 64
 
@@ -34,7 +34,7 @@ FAMILIES = {
 
 
 def require(framework: str) -> None:
-    pytest.importorskip(BACKEND[framework])
+    pytest.importorskip(BACKENDS[framework])
     if framework == "flax":
         pytest.importorskip("jax")
 
@@ -72,7 +72,7 @@ def _folder(family: str) -> str:
 @functools.cache
 def _load(family: str, framework: str):
     module = package(family)
-    model = getattr(module, PREFIX[framework] + FAMILIES[family][1]).from_pretrained(_folder(family))
+    model = getattr(module, PREFIXES[framework] + FAMILIES[family][1]).from_pretrained(_folder(family))
     if framework == "pt":
         model.eval()
     return model

@@ -25,8 +25,8 @@ os.environ.setdefault("USE_TF", "0")  # transformers is the PyTorch oracle only
 import numpy as np
 import pytest
 
-PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
-BACKEND = {"pt": "torch", "tf": "tensorflow", "flax": "flax"}
+from tests.harness import BACKENDS, PREFIXES, to_numpy
+
 VOCAB = 100
 POSITIONS = 64
 ATOL = 1e-5
@@ -100,7 +100,7 @@ LEFT_PADDED_MASK = (LEFT_PADDED != 1).astype(np.int64)
 def require(framework: str) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    pytest.importorskip(BACKEND[framework])
+    pytest.importorskip(BACKENDS[framework])
     if framework == "flax":
         pytest.importorskip("jax")
 
@@ -164,7 +164,7 @@ def hf_model(path: str, kind: str):
 def our_model(path: str, package: str, class_name: str, framework: str):
     import importlib
 
-    model = getattr(importlib.import_module(f"rosettazoo.{package}"), PREFIX[framework] + class_name)
+    model = getattr(importlib.import_module(f"rosettazoo.{package}"), PREFIXES[framework] + class_name)
     model = model.from_pretrained(path)
     return model.eval() if framework == "pt" else model
 
@@ -206,14 +206,6 @@ def generated(name: str) -> np.ndarray:
     """Just the generated part of ``hf_greedy`` (BART: after the decoder start token)."""
     ids = hf_greedy(name)
     return ids[:, 1:] if SPECS[name].kind == "seq2seq" else ids[:, PROMPT.shape[1]:]
-
-
-def to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    if hasattr(value, "numpy"):
-        return value.numpy()
-    return np.asarray(value)
 
 
 def ids_of(output) -> np.ndarray:

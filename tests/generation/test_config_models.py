@@ -14,17 +14,16 @@ import rosettazoo.opt as zoo
 from rosettazoo.common.config import ConfigError
 from rosettazoo.generation import GenerationConfig
 from rosettazoo.generation.config import GENERATION_CONFIG_NAME
+from tests.harness import BACKENDS, PREFIXES
 
 TINY = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 37,
         "max_position_embeddings": 40}
-PREFIX = {"pt": "", "tf": "TF", "flax": "Flax"}
-BACKEND = {"pt": "torch", "tf": "tensorflow", "flax": "flax"}
-FRAMEWORKS = tuple(PREFIX)
+FRAMEWORKS = tuple(PREFIXES)
 
 
 def causal_lm_class(framework: str):
-    pytest.importorskip(BACKEND[framework])
-    return getattr(zoo, f"{PREFIX[framework]}OPTForCausalLM")
+    pytest.importorskip(BACKENDS[framework])
+    return getattr(zoo, f"{PREFIXES[framework]}OPTForCausalLM")
 
 
 def tiny_model(framework: str, **config_values):
@@ -38,7 +37,7 @@ def allow_generation(monkeypatch, model_class, can: bool) -> None:
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_base_classes_cannot_generate(framework):
-    pytest.importorskip(BACKEND[framework])
+    pytest.importorskip(BACKENDS[framework])
     module = __import__(f"rosettazoo.common.modeling_{framework}", fromlist=["_"])
     base = {"pt": "PreTrainedModel", "tf": "TFPreTrainedModel", "flax": "FlaxPreTrainedModel"}[framework]
     assert getattr(module, base).can_generate() is False

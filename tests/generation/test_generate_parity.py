@@ -96,7 +96,7 @@ def test_prompts_of_one_bucket_compile_once(framework, monkeypatch):
     models.require(framework)
     module = models.package("opt")
     # A fresh model: its compiled programs are counted from zero.
-    model = getattr(module, models.PREFIX[framework] + "OPTForCausalLM").from_pretrained(models._folder("opt"))
+    model = getattr(module, models.PREFIXES[framework] + "OPTForCausalLM").from_pretrained(models._folder("opt"))
     traced = []
     program = model._decode_program
 

@@ -15,6 +15,7 @@ import pytest
 from rosettazoo.generation import random as draws
 from rosettazoo.generation.decoding import Bounds, search
 from rosettazoo.generation.settings import Plan
+from tests.harness import to_numpy
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -39,12 +40,6 @@ def backend(name: str):
     from rosettazoo.generation.ops_jax import JaxOps
 
     return JaxOps, jax.numpy.asarray, jax.jit
-
-
-def to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------

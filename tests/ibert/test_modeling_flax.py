@@ -29,15 +29,9 @@ import rosettazoo.ibert as zoo  # noqa: E402
 from rosettazoo.common.modeling_flax import flatten_params  # noqa: E402
 from rosettazoo.conversion import to_canonical  # noqa: E402
 from rosettazoo.ibert.quant_flax import OPS  # noqa: E402
-from tests.harness import assert_outputs_close, flatten, padded_batch  # noqa: E402
+from tests.harness import EVERY_OUTPUT, assert_outputs_close, flatten, head_inputs, torch_inputs  # noqa: E402
+from tests.ibert.cases import HEADS, ORACLE, TINY  # noqa: E402
 
-HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice",
-         "ForQuestionAnswering")
-# Dropout off: a training-mode forward is then deterministic and comparable with Hugging Face's.
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
-        "max_position_embeddings": 40, "type_vocab_size": 2, "num_labels": 3, "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0}
-HEAD_CONFIG = {"ForQuestionAnswering": {"num_labels": 2}}
 # Integer outputs are x_int * scale in float32: equal integers give equal floats.
 EXACT = 0.0
 # quant.py divides with Python's "/": XLA rewrites a division by a broadcast or constant divisor into a
@@ -45,50 +39,6 @@ EXACT = 0.0
 # "number / tensor" exactly where PyTorch multiplies by the reciprocal. Scales and ranges then differ by an ulp at
 # times, and a floor or rounding of such a quotient can flip (I-LayerNorm's integer bias does here, by 1, before
 # the requantization absorbs it). Fixed once quant.py routes its float divisions through the backend.
-
-
-def randomize(model: torch.nn.Module, seed: int = 1) -> None:
-    """Weights at O(0.1) (biases too, so the integer biases are not all 0); norm weights around 1, since
-    I-LayerNorm divides its bias by its weight. At Hugging Face's std 0.02 the tiny model's attention scales are so
-    small that transformers' float32 softmax simulation overflows (uniform probabilities): nothing to compare."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator) * 0.2
-            parameter.copy_(noise + 1 if name.endswith(("LayerNorm.weight", "layer_norm.weight")) else noise)
-
-
-def hf_model(head: str, **overrides):
-    config = transformers.IBertConfig(**{**TINY, **HEAD_CONFIG.get(head, {}), **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"IBert{head}")(config)
-    randomize(model)
-    return model.eval()
-
-
-def torch_inputs(inputs: dict) -> dict:
-    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
-
-
-def head_inputs(head: str, config, rows=slice(None)) -> dict:
-    """Full, right-padded, left-padded (and, unless ``rows`` drops it, fully masked) rows plus the head's labels."""
-    rng = np.random.default_rng(1)
-    input_ids, attention_mask = (x[rows] for x in padded_batch(config.vocab_size, config.pad_token_id))
-    batch, length = input_ids.shape
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "output_hidden_states": True,
-              "output_attentions": True}
-    if head in ("ForMaskedLM", "ForTokenClassification"):
-        labels = rng.integers(0, config.vocab_size if head == "ForMaskedLM" else config.num_labels, (batch, length))
-        labels[attention_mask == 0] = -100
-        inputs["labels"] = labels
-    elif head == "ForSequenceClassification":
-        inputs["labels"] = rng.integers(0, config.num_labels, (batch,))
-    elif head == "ForMultipleChoice":
-        inputs.update(input_ids=input_ids.reshape(2, 2, length), attention_mask=attention_mask.reshape(2, 2, length),
-                      labels=np.array([1, 0]))
-    elif head == "ForQuestionAnswering":
-        inputs.update(start_positions=np.array([1, 2, 40, 0]), end_positions=np.array([3, 5, 6, 0]))
-    return inputs
 
 
 def ranges(weights: dict) -> dict:
@@ -132,10 +82,10 @@ def test_jax_ops_are_exact():
 
 @pytest.mark.parametrize("head", HEADS)
 def test_float_head_matches_transformers(head, tmp_path):
-    hf = hf_model(head)
+    hf = ORACLE.hf_model("IBert", head)
     hf.save_pretrained(tmp_path)
     ours = getattr(zoo, f"FlaxIBert{head}").from_pretrained(tmp_path)
-    inputs = head_inputs(head, hf.config)
+    inputs = {**head_inputs(head, hf.config, labels_seed=1), **EVERY_OUTPUT}
     with torch.no_grad():
         expected = hf(**torch_inputs(inputs))
         expected_tuple = hf(**torch_inputs(inputs), return_dict=False)
@@ -156,11 +106,11 @@ def qat(tmp_path_factory):
     """Hugging Face's training forward (which calibrates its buffers) and two jitted optax steps of ours from the
     same checkpoint; the first step's forward is the one to compare."""
     folder = tmp_path_factory.mktemp("uncalibrated")
-    hf = hf_model("ForMaskedLM", quant_mode=True)
+    hf = ORACLE.hf_model("IBert", "ForMaskedLM", quant_mode=True)
     hf.save_pretrained(folder)
     ours = zoo.FlaxIBertForMaskedLM.from_pretrained(folder)
     # No fully masked row: transformers' simulated softmax turns one into NaN (-inf minus -inf).
-    inputs = head_inputs("ForMaskedLM", hf.config, rows=slice(0, 3))
+    inputs = {**head_inputs("ForMaskedLM", hf.config, labels_seed=1, rows=slice(0, 3)), **EVERY_OUTPUT}
     hf.train()
     with torch.no_grad():
         hf_out = hf(**torch_inputs(inputs))
@@ -297,7 +247,7 @@ def test_integer_inference_is_bit_identical_to_pytorch(calibrated):
 
 
 def test_checkpoint_without_buffers_loads(tmp_path):
-    hf = hf_model("ForMaskedLM", quant_mode=True)
+    hf = ORACLE.hf_model("IBert", "ForMaskedLM", quant_mode=True)
     state = {k: v for k, v in hf.state_dict().items()
              if not k.endswith(("x_min", "x_max", "act_scaling_factor", "weight_integer", "_scaling_factor",
                                 "bias_integer", "shift"))}

@@ -26,90 +26,12 @@ from rosettazoo.ibert.quant_pt import (  # noqa: E402
     QuantLinear,
 )
 from rosettazoo.ibert.weights import QUANT_BUFFERS  # noqa: E402
-from tests.harness import assert_outputs_close, flatten, padded_batch  # noqa: E402
+from tests.harness import assert_outputs_close, call, flatten, labels_for  # noqa: E402
+from tests.ibert.cases import CONFIG, HEADS, ORACLE, TINY, batch, buffers, calibrated_hf, head_batch  # noqa: E402
 
-HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice",
-         "ForQuestionAnswering")
-# Dropout off: a training-mode forward is then deterministic and comparable with Hugging Face's.
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
-        "max_position_embeddings": 40, "type_vocab_size": 2, "num_labels": 3, "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0}
-HEAD_CONFIG = {"ForQuestionAnswering": {"num_labels": 2}}
 QUANT_BLOCKS = (QuantEmbedding, QuantAct, QuantLinear, IntGELU, IntSoftmax, IntLayerNorm)
 
 torch.set_num_threads(1)
-
-
-def randomize(model: torch.nn.Module, seed: int = 1) -> None:
-    """Weights at O(0.1); norm weights around 1, since I-LayerNorm divides its bias by its weight."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator) * 0.2
-            parameter.copy_(noise + 1 if name.endswith(("LayerNorm.weight", "layer_norm.weight")) else noise)
-
-
-def hf_model(head: str, seed: int = 1, **overrides):
-    config = transformers.IBertConfig(**{**TINY, **HEAD_CONFIG.get(head, {}), **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"IBert{head}")(config)
-    randomize(model, seed)
-    return model.eval()
-
-
-def ours_from(head: str, folder):
-    return getattr(zoo, f"IBert{head}").from_pretrained(folder)
-
-
-def pair(head: str, folder, **overrides):
-    """A Hugging Face model and ours loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, **overrides)
-    hf.save_pretrained(folder)
-    return hf, ours_from(head, folder)
-
-
-def run(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs)
-
-
-def batch(vocab_size: int = 99, length: int = 9, seed: int = 0, fully_masked_row: bool = True) -> dict:
-    """Full, right-padded, left-padded (and fully masked) rows with random token types.
-
-    Quantized models get no fully masked row: Hugging Face's simulated softmax turns it into NaN (-inf minus -inf).
-    """
-    input_ids, attention_mask = padded_batch(vocab_size, 1, length, seed=seed)
-    token_type_ids = np.random.default_rng(seed).integers(0, 2, size=input_ids.shape)
-    rows = slice(None) if fully_masked_row else slice(0, 3)
-    return {"input_ids": torch.from_numpy(input_ids[rows]), "attention_mask": torch.from_numpy(attention_mask[rows]),
-            "token_type_ids": torch.from_numpy(token_type_ids[rows])}
-
-
-def labels_for(head: str, inputs: dict, num_labels: int = 3) -> dict:
-    generator = torch.Generator().manual_seed(2)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if head in ("ForMaskedLM", "ForTokenClassification"):
-        high = num_labels if head == "ForTokenClassification" else TINY["vocab_size"]
-        return {"labels": torch.randint(0, high, ids.shape, generator=generator).masked_fill(mask == 0, -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": torch.randint(0, num_labels, ids.shape[:1], generator=generator)}
-    if head == "ForMultipleChoice":
-        return {"labels": torch.tensor([1, 0])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": torch.tensor([1, 2, 40, 0]), "end_positions": torch.tensor([3, 5, 6, 0])}
-    return {}
-
-
-def head_batch(head: str) -> dict:
-    inputs = batch()
-    if head == "ForMultipleChoice":  # [batch 2, choices 2, seq]
-        inputs = {name: value.reshape(2, 2, -1) for name, value in inputs.items()}
-    return inputs
-
-
-def buffers(model) -> dict:
-    saved = set(model.state_dict())
-    return {name: buffer for name, buffer in model.named_buffers() if name in saved}
 
 
 def assert_same_state(expected: dict, actual: dict, label: str) -> None:
@@ -118,42 +40,31 @@ def assert_same_state(expected: dict, actual: dict, label: str) -> None:
     assert not different, f"{label}: {different[:5]} differ"
 
 
-def calibrated_hf(head: str, folder, steps: int = 3, **overrides):
-    """A quantized Hugging Face model whose activation ranges were calibrated by training-mode forwards, saved
-    (buffers included) to ``folder``; returned in eval mode."""
-    hf = hf_model(head, quant_mode=True, **overrides).train()
-    with torch.no_grad():
-        for step in range(steps):
-            hf(**batch(seed=10 + step, fully_masked_row=False))
-    hf.save_pretrained(folder)
-    return hf.eval()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # float path
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_float_heads_match_transformers_both_ways(head, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf")
+    hf, ours = ORACLE.pair("pt", "IBert", head, tmp_path / "hf")
     assert not any(module.training for module in ours.modules())
     inputs = head_batch(head)
     label = f"IBert{head}"
-    assert_outputs_close(run(hf, **inputs, **labels_for(head, inputs, ours.config.num_labels)),
-                         run(ours, **inputs, **labels_for(head, inputs, ours.config.num_labels)), label=label)
-    assert_outputs_close(run(hf, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
-                         run(ours, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
+    assert_outputs_close(call(hf, **inputs, **labels_for(head, ours.config, inputs)),
+                         call(ours, **inputs, **labels_for(head, ours.config, inputs)), label=label)
+    assert_outputs_close(call(hf, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
+                         call(ours, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
                          label=f"{label} tuple")
     # Our save loads in transformers with nothing missing or unexpected, and gives the same outputs.
     ours.save_pretrained(tmp_path / "ours")
     reloaded, info = getattr(transformers, f"IBert{head}").from_pretrained(tmp_path / "ours", output_loading_info=True)
     assert all(not keys for keys in info.values()), info
-    assert_outputs_close(run(hf, **inputs, output_hidden_states=True),
-                         run(reloaded.eval(), **inputs, output_hidden_states=True), label=f"{label} saved by us")
+    assert_outputs_close(call(hf, **inputs, output_hidden_states=True),
+                         call(reloaded.eval(), **inputs, output_hidden_states=True), label=f"{label} saved by us")
 
 
 def test_float_inputs_embeds_positions_head_mask_and_3d_mask(tmp_path):
-    hf, ours = pair("Model", tmp_path)
+    hf, ours = ORACLE.pair("pt", "IBert", "Model", tmp_path)
     inputs = batch()
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     embeds = ours.embeddings.word_embeddings(ids)[0].detach()
@@ -165,7 +76,7 @@ def test_float_inputs_embeds_positions_head_mask_and_3d_mask(tmp_path):
         "3D attention mask": {"input_ids": ids, "attention_mask": mask[:, None, :].expand(-1, 9, -1)},
     }
     for label, case in cases.items():
-        assert_outputs_close(run(hf, **case), run(ours, **case), label=label)
+        assert_outputs_close(call(hf, **case), call(ours, **case), label=label)
 
 
 def test_sequence_classification_problem_types(tmp_path):
@@ -173,8 +84,8 @@ def test_sequence_classification_problem_types(tmp_path):
     cases = [(1, torch.randn(4, generator=generator), "regression"),
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
-        assert_outputs_close(run(hf, **batch(), labels=labels), run(ours, **batch(), labels=labels), label=problem_type)
+        hf, ours = ORACLE.pair("pt", "IBert", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        assert_outputs_close(call(hf, **batch(), labels=labels), call(ours, **batch(), labels=labels), label=problem_type)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
 
 
@@ -184,12 +95,12 @@ def test_sequence_classification_problem_types(tmp_path):
 
 @pytest.mark.parametrize("force_dequant", ["none", "gelu", "softmax", "layernorm", "nonlinear"])
 def test_simulated_training_forward_matches_transformers_and_buffers(force_dequant, tmp_path):
-    hf, ours = pair("ForMaskedLM", tmp_path / "hf", quant_mode=True, force_dequant=force_dequant)
+    hf, ours = ORACLE.pair("pt", "IBert", "ForMaskedLM", tmp_path / "hf", quant_mode=True, force_dequant=force_dequant)
     hf.train()
     ours.train()
     for step in range(3):  # the first forward sets the ranges, later ones move them with momentum 0.95
         inputs = batch(seed=step, fully_masked_row=False)
-        inputs.update(labels_for("ForMaskedLM", inputs), output_hidden_states=True, output_attentions=True)
+        inputs.update(labels_for("ForMaskedLM", CONFIG, inputs), output_hidden_states=True, output_attentions=True)
         expected, actual = hf(**inputs), ours(**inputs)
         assert_outputs_close(expected, actual, label=f"training step {step}")
         assert_same_state(buffers(hf), buffers(ours), f"buffers after step {step}")
@@ -200,13 +111,13 @@ def test_simulated_training_forward_matches_transformers_and_buffers(force_dequa
     assert all(not keys for keys in info.values()), info
     assert_same_state(buffers(ours), buffers(reloaded), "buffers loaded by transformers")
     inputs = batch(seed=5, fully_masked_row=False)
-    assert_outputs_close(run(hf.eval(), **inputs), run(reloaded.eval(), **inputs), atol=0.0, label="reloaded")
+    assert_outputs_close(call(hf.eval(), **inputs), call(reloaded.eval(), **inputs), atol=0.0, label="reloaded")
 
 
 def test_float_training_moves_the_ranges_as_transformers(tmp_path):
     """Hugging Face records activation ranges in training even with quant_mode off: a checkpoint fine-tuned in
     float carries calibrated buffers."""
-    hf, ours = pair("Model", tmp_path)
+    hf, ours = ORACLE.pair("pt", "IBert", "Model", tmp_path)
     inputs = batch(fully_masked_row=False)
     assert_outputs_close(hf.train()(**inputs), ours.train()(**inputs), label="float training")
     assert_same_state(buffers(hf), buffers(ours), "buffers after a float training step")
@@ -226,7 +137,7 @@ def test_simulated_gradients_match_transformers(tmp_path, monkeypatch):
         return grad_output / ctx.z_scaling_factor, None, None, None, identity_grad, None
 
     monkeypatch.setattr(quant_modules.FixedPointMul, "backward", staticmethod(backward))
-    hf, ours = pair("ForSequenceClassification", tmp_path, quant_mode=True)
+    hf, ours = ORACLE.pair("pt", "IBert", "ForSequenceClassification", tmp_path, quant_mode=True)
     inputs = {**batch(fully_masked_row=False), "labels": torch.tensor([0, 1, 2])}
     for model in (hf, ours):
         model.train()(**inputs).loss.backward()
@@ -253,7 +164,7 @@ def integer_outputs(model, inputs: dict):
     handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
                if isinstance(module, QUANT_BLOCKS)]
     try:
-        return run(model, **inputs), dtypes
+        return call(model, **inputs), dtypes
     finally:
         for handle in handles:
             handle.remove()
@@ -263,7 +174,7 @@ def integer_outputs(model, inputs: dict):
 def test_integer_inference_is_integer_and_matches_transformers(num_hidden_layers, force_dequant, tmp_path):
     hf = calibrated_hf("ForSequenceClassification", tmp_path, num_hidden_layers=num_hidden_layers,
                        force_dequant=force_dequant)
-    ours = ours_from("ForSequenceClassification", tmp_path)
+    ours = zoo.IBertForSequenceClassification.from_pretrained(tmp_path)
     assert_same_state(buffers(hf), buffers(ours), "calibrated buffers loaded from transformers")
     inputs = {**batch(seed=4, fully_masked_row=False), "output_hidden_states": True, "output_attentions": True}
     actual, dtypes = integer_outputs(ours, inputs)
@@ -281,7 +192,7 @@ def test_integer_inference_is_integer_and_matches_transformers(num_hidden_layers
     assert dtypes["ibert.encoder.layer.0.output.output_activation"] == torch.int8
     assert all(value.dtype == np.float32 for value in flatten(actual).values())
 
-    expected = run(hf, **inputs)
+    expected = call(hf, **inputs)
     # At this size Hugging Face's float32 simulation computes the same integers (its dot products stay far below
     # 2**24, and the rounding of its wider layer-norm values vanishes in the 8-bit requantization after it), so the
     # integer path is bit-identical to it, every layer included (each is handed the embeddings' scale as in HF,
@@ -293,24 +204,24 @@ def test_integer_inference_is_integer_and_matches_transformers(num_hidden_layers
 
 def test_integer_head_mask_and_inputs_embeds(tmp_path):
     hf = calibrated_hf("Model", tmp_path, num_hidden_layers=1)
-    ours = ours_from("Model", tmp_path)
+    ours = zoo.IBertModel.from_pretrained(tmp_path)
     inputs = {**batch(seed=4, fully_masked_row=False), "output_attentions": True}
     head_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    assert_outputs_close(run(hf, **inputs, head_mask=head_mask), run(ours, **inputs, head_mask=head_mask), atol=0.0,
+    assert_outputs_close(call(hf, **inputs, head_mask=head_mask), call(ours, **inputs, head_mask=head_mask), atol=0.0,
                          label="head mask")
     with pytest.raises(ValueError, match="head_mask must hold only 0 .* and 1 .* in integer inference"):
-        run(ours, **inputs, head_mask=torch.tensor([1.0, 0.5, 1.0, 1.0]))
+        call(ours, **inputs, head_mask=torch.tensor([1.0, 0.5, 1.0, 1.0]))
 
     # Float embeddings are quantized on entry. Given the dequantized int8 lookups, the integer path rounds their
     # sum with the token types once where the input_ids path requantizes each term: at most one quantum apart
     # (measured: identical on this batch).
     embeddings = ours.embeddings
-    inputs_embeds = as_float(*run(embeddings.word_embeddings, ids=inputs["input_ids"]))
+    inputs_embeds = as_float(*call(embeddings.word_embeddings, ids=inputs["input_ids"]))
     others = {name: inputs[name] for name in ("attention_mask", "token_type_ids")}
     others["position_ids"] = position_ids_from_input_ids(inputs["input_ids"], ours.config.pad_token_id)
     from_embeds, dtypes = integer_outputs(ours, {"inputs_embeds": inputs_embeds, "output_hidden_states": True, **others})
     assert dtypes["embeddings.embeddings_act1"] == torch.int16
-    from_ids = run(ours, input_ids=inputs["input_ids"], output_hidden_states=True, **others)
+    from_ids = call(ours, input_ids=inputs["input_ids"], output_hidden_states=True, **others)
     scale = float(embeddings.output_activation.act_scaling_factor)
     assert_outputs_close(from_ids.hidden_states[0], from_embeds.hidden_states[0], atol=scale * 1.001,
                          label="embeddings from inputs_embeds")
@@ -337,7 +248,7 @@ def test_quantization_aware_training_lowers_the_loss():
     assert losses[-1] < 0.25 * losses[0], losses  # measured: 1.10 -> 0.088
     # The integer path runs on the calibrated ranges, and agrees that the model learned.
     model.eval()
-    assert run(model, **inputs).loss.item() < 0.25 * losses[0]  # measured: 0.063
+    assert call(model, **inputs).loss.item() < 0.25 * losses[0]  # measured: 0.063
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -402,14 +313,14 @@ BAD_INPUTS = [
 def test_bad_input_raises_a_clear_error(inputs, message, quant_mode, tiny_models):
     model = tiny_models[quant_mode]
     with pytest.raises(ValueError, match=message):
-        run(model, **inputs)
-    run(model, input_ids=GOOD_IDS)
+        call(model, **inputs)
+    call(model, input_ids=GOOD_IDS)
 
 
 def test_multiple_choice_needs_choices():
     model = zoo.IBertForMultipleChoice(zoo.IBertConfig(**TINY)).eval()
     with pytest.raises(ValueError, match=r"input_ids must have 3 dimensions \(batch, num_choices, sequence\)"):
-        run(model, input_ids=GOOD_IDS)
+        call(model, input_ids=GOOD_IDS)
 
 
 def test_quantized_model_refuses_half_precision(tmp_path):

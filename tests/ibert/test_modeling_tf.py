@@ -24,24 +24,8 @@ from rosettazoo.ibert import quant
 from rosettazoo.ibert.quant_pt import OPS as TORCH_OPS
 from rosettazoo.ibert.quant_tf import OPS
 from rosettazoo.ibert.weights import QUANT_BUFFERS
-from tests.harness import assert_outputs_close
-from tests.ibert.test_modeling_pt import HEADS, TINY, batch, buffers, calibrated_hf, head_batch, hf_model, labels_for
-from tests.ibert.test_modeling_pt import run as run_torch
-
-
-def numpy_inputs(inputs: dict) -> dict:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-
-
-def ours_from(head: str, folder):
-    return getattr(zoo, f"TFIBert{head}").from_pretrained(folder)
-
-
-def pair(head: str, folder, **overrides):
-    """A Hugging Face model and our TF model loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, **overrides)
-    hf.save_pretrained(folder)
-    return hf, ours_from(head, folder)
+from tests.harness import assert_outputs_close, call, labels_for, numpy_inputs
+from tests.ibert.cases import CONFIG, HEADS, ORACLE, TINY, batch, buffers, calibrated_hf, head_batch
 
 
 def tf_buffers(model) -> dict:
@@ -120,24 +104,24 @@ def test_quant_arithmetic_is_bit_identical_to_torch():
 
 @pytest.mark.parametrize("head", HEADS)
 def test_float_heads_match_transformers_both_ways(head, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf")
+    hf, ours = ORACLE.pair("tf", "IBert", head, tmp_path / "hf")
     inputs = head_batch(head)
-    labels = labels_for(head, inputs, ours.config.num_labels)
+    labels = labels_for(head, ours.config, inputs)
     label = f"TFIBert{head}"
-    assert_outputs_close(run_torch(hf, **inputs, **labels), ours(**numpy_inputs({**inputs, **labels})), label=label)
-    assert_outputs_close(run_torch(hf, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
+    assert_outputs_close(call(hf, **inputs, **labels), ours(**numpy_inputs({**inputs, **labels})), label=label)
+    assert_outputs_close(call(hf, **inputs, output_hidden_states=True, output_attentions=True, return_dict=False),
                          ours(**numpy_inputs(inputs), output_hidden_states=True, output_attentions=True,
                               return_dict=False), label=f"{label} tuple")
     # Our save loads in transformers with nothing missing or unexpected, and gives the same outputs.
     ours.save_pretrained(tmp_path / "ours")
     reloaded, info = getattr(transformers, f"IBert{head}").from_pretrained(tmp_path / "ours", output_loading_info=True)
     assert all(not keys for keys in info.values()), info
-    assert_outputs_close(run_torch(reloaded.eval(), **inputs, output_hidden_states=True),
+    assert_outputs_close(call(reloaded.eval(), **inputs, output_hidden_states=True),
                          ours(**numpy_inputs(inputs), output_hidden_states=True), label=f"{label} saved by us")
 
 
 def test_float_inputs_embeds_positions_head_mask_and_3d_mask(tmp_path):
-    hf, ours = pair("Model", tmp_path)
+    hf, ours = ORACLE.pair("tf", "IBert", "Model", tmp_path)
     inputs = batch()
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     embeds = hf.embeddings.word_embeddings(ids)[0].detach()
@@ -149,7 +133,7 @@ def test_float_inputs_embeds_positions_head_mask_and_3d_mask(tmp_path):
         "3D attention mask": {"input_ids": ids, "attention_mask": mask[:, None, :].expand(-1, 9, -1)},
     }
     for label, case in cases.items():
-        assert_outputs_close(run_torch(hf, **case), ours(**numpy_inputs(case)), label=label)
+        assert_outputs_close(call(hf, **case), ours(**numpy_inputs(case)), label=label)
 
 
 # ---------------------------------------------------------------------------------------------------- simulated path
@@ -173,11 +157,11 @@ def assert_simulation_close(expected, actual, label: str) -> None:
 
 
 def test_simulated_training_forward_matches_transformers_and_buffers(tmp_path):
-    hf, ours = pair("ForMaskedLM", tmp_path / "hf", quant_mode=True)
+    hf, ours = ORACLE.pair("tf", "IBert", "ForMaskedLM", tmp_path / "hf", quant_mode=True)
     hf.train()
     for step in range(3):  # the first forward sets the ranges, later ones move them with momentum 0.95
         inputs = batch(seed=step, fully_masked_row=False)
-        inputs.update(labels_for("ForMaskedLM", inputs), output_hidden_states=True, output_attentions=True)
+        inputs.update(labels_for("ForMaskedLM", CONFIG, inputs), output_hidden_states=True, output_attentions=True)
         expected = hf(**inputs)
         with tf.GradientTape() as tape:
             actual = ours(**numpy_inputs(inputs), training=True)
@@ -205,7 +189,7 @@ def test_simulated_training_forward_matches_transformers_and_buffers(tmp_path):
     saved = tf_buffers(ours)
     assert all(np.array_equal(saved[name], value.detach().numpy()) for name, value in buffers(reloaded).items())
     inputs = {**batch(seed=5, fully_masked_row=False), "output_attentions": True}
-    assert_simulation_close(run_torch(reloaded.train(), **inputs), ours(**numpy_inputs(inputs), training=True),
+    assert_simulation_close(call(reloaded.train(), **inputs), ours(**numpy_inputs(inputs), training=True),
                             label="reloaded in transformers")
 
 
@@ -226,7 +210,7 @@ def assert_integer_outputs_equal(expected, actual, label: str, atol: float = 0.0
 def test_integer_inference_is_integer_and_bit_identical(num_hidden_layers, force_dequant, tmp_path):
     hf = calibrated_hf("ForSequenceClassification", tmp_path, num_hidden_layers=num_hidden_layers,
                        force_dequant=force_dequant)
-    ours = ours_from("ForSequenceClassification", tmp_path)
+    ours = zoo.TFIBertForSequenceClassification.from_pretrained(tmp_path)
     torch_ours = zoo.IBertForSequenceClassification.from_pretrained(tmp_path).eval()
     inputs = {**batch(seed=4, fully_masked_row=False), "output_hidden_states": True, "output_attentions": True}
 
@@ -253,15 +237,16 @@ def test_integer_inference_is_integer_and_bit_identical(num_hidden_layers, force
     # softmax computes in float32, where TensorFlow's and PyTorch's exp round differently: 1 ulp.
     atol = 0.0 if force_dequant == "none" else 1e-6
     for label, model in (("PyTorch", torch_ours), ("transformers", hf)):
-        assert_integer_outputs_equal(run_torch(model, **inputs), actual, label, atol=atol)
+        assert_integer_outputs_equal(call(model, **inputs), actual, label, atol=atol)
 
 
 def test_integer_head_mask_and_inputs_embeds(tmp_path):
     calibrated_hf("Model", tmp_path / "calibrated", num_hidden_layers=1)
-    ours, torch_ours = ours_from("Model", tmp_path / "calibrated"), zoo.IBertModel.from_pretrained(tmp_path / "calibrated")
+    folder = tmp_path / "calibrated"
+    ours, torch_ours = zoo.TFIBertModel.from_pretrained(folder), zoo.IBertModel.from_pretrained(folder)
     inputs = {**batch(seed=4, fully_masked_row=False), "output_attentions": True, "output_hidden_states": True}
     head_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    assert_integer_outputs_equal(run_torch(torch_ours.eval(), **inputs, head_mask=head_mask),
+    assert_integer_outputs_equal(call(torch_ours.eval(), **inputs, head_mask=head_mask),
                                  ours(**numpy_inputs(inputs), head_mask=head_mask.numpy()), "head mask")
     with pytest.raises(ValueError, match="head_mask must hold only 0 .* and 1 .* in integer inference"):
         ours(**numpy_inputs(inputs), head_mask=np.array([1.0, 0.5, 1.0, 1.0]))
@@ -269,7 +254,7 @@ def test_integer_head_mask_and_inputs_embeds(tmp_path):
     # Float embeddings are quantized on entry to the 16-bit sum, as in PyTorch.
     embeds = np.random.default_rng(3).standard_normal((3, 9, 32)).astype(np.float32) * 0.3
     case = {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"].numpy(), "output_hidden_states": True}
-    assert_integer_outputs_equal(run_torch(torch_ours, **{**case, "inputs_embeds": torch.from_numpy(embeds),
+    assert_integer_outputs_equal(call(torch_ours, **{**case, "inputs_embeds": torch.from_numpy(embeds),
                                                           "attention_mask": inputs["attention_mask"]}),
                                  ours(**case), "inputs_embeds")
 
@@ -279,7 +264,7 @@ def test_integer_head_mask_and_inputs_embeds(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Gradients do not exist")  # the I-LayerNorm biases, detached as in transformers
 def test_keras_fit_in_quant_mode_lowers_the_loss_and_predicts_integers(tmp_path):
-    _, ours = pair("ForSequenceClassification", tmp_path, quant_mode=True, num_hidden_layers=1)
+    _, ours = ORACLE.pair("tf", "IBert", "ForSequenceClassification", tmp_path, quant_mode=True, num_hidden_layers=1)
     inputs = numpy_inputs(batch(seed=6, fully_masked_row=False))
     labels = np.array([0, 2, 1])
     keras.utils.set_random_seed(0)
@@ -312,11 +297,11 @@ def test_fresh_model_names_and_checkpoint_without_buffers(tmp_path):
 
     # A checkpoint without the buffers (saved before quantization-aware training) loads; buffers keep their
     # initial values, weights come from the file.
-    hf = hf_model("ForMaskedLM", quant_mode=True)
+    hf = ORACLE.hf_model("IBert", "ForMaskedLM", quant_mode=True)
     state = {k: v for k, v in hf.state_dict().items() if k.rpartition(".")[2] not in QUANT_BUFFERS}
     hf.config.save_pretrained(tmp_path)
     safetensors_torch.save_file({k: v.contiguous() for k, v in state.items() if k not in tied}, tmp_path / "model.safetensors")
-    loaded = ours_from("ForMaskedLM", tmp_path)
+    loaded = zoo.TFIBertForMaskedLM.from_pretrained(tmp_path)
     fresh = tf_buffers(ours)
     assert all(np.array_equal(value, fresh[name]) for name, value in tf_buffers(loaded).items())
     kernel = loaded.ibert.encoder.layer[0].attention.self.query.kernel.numpy()
@@ -327,7 +312,7 @@ def test_fresh_model_names_and_checkpoint_without_buffers(tmp_path):
 
 
 def test_bad_input_errors(tmp_path):
-    _, ours = pair("Model", tmp_path)  # the checks run before any path is chosen
+    _, ours = ORACLE.pair("tf", "IBert", "Model", tmp_path)  # the checks run before any path is chosen
     inputs = numpy_inputs(batch(fully_masked_row=False))
     ids = inputs["input_ids"]
     for training in (False, True):

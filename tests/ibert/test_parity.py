@@ -25,8 +25,7 @@ from rosettazoo.ibert import quant  # noqa: E402
 from rosettazoo.ibert.quant_flax import OPS as JAX_OPS  # noqa: E402
 from rosettazoo.ibert.quant_pt import OPS as TORCH_OPS  # noqa: E402
 from rosettazoo.ibert.quant_tf import OPS as TF_OPS  # noqa: E402
-from tests.harness import assert_outputs_close, flatten, run, to_numpy  # noqa: E402
-from tests.roberta.test_parity import head_inputs  # noqa: E402  (the same heads take the same inputs)
+from tests.harness import EVERY_OUTPUT, assert_outputs_close, flatten, head_inputs, run, to_numpy  # noqa: E402
 
 HEADS = ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice",
          "ForQuestionAnswering")
@@ -63,7 +62,7 @@ def split_fields(output) -> tuple[dict, dict]:
 @pytest.mark.parametrize("head", HEADS)
 def test_float_path_agrees(head, tmp_path):
     config = tiny_config(num_labels=2 if head == "ForQuestionAnswering" else 3)
-    inputs = head_inputs(head, config)
+    inputs = {**head_inputs(head, config), **EVERY_OUTPUT}
     torch.manual_seed(0)
     getattr(zoo, "IBert" + head)(config).save_pretrained(tmp_path)
     outputs = {fw: run(fw, getattr(zoo, prefix + "IBert" + head).from_pretrained(tmp_path), inputs)
@@ -75,7 +74,7 @@ def test_float_path_agrees(head, tmp_path):
 @pytest.mark.parametrize("head", HEADS)
 def test_integer_inference_is_bit_identical(head, tmp_path):
     config = tiny_config(quant_mode=True, num_labels=2 if head == "ForQuestionAnswering" else 3)
-    inputs = head_inputs(head, config)
+    inputs = {**head_inputs(head, config), **EVERY_OUTPUT}
     models = calibrated_three("IBert" + head, config, tmp_path, inputs)
     outputs = {fw: run(fw, model, inputs) for fw, model in models.items()}
     pt_integer, pt_float = split_fields(outputs["pt"])
@@ -115,7 +114,7 @@ def _ranges(fw: str, model) -> dict:
 @pytest.mark.parametrize("head", ["ForMaskedLM", "ForSequenceClassification"])
 def test_simulated_training_forward_agrees(head, tmp_path):
     config = tiny_config(quant_mode=True)
-    inputs = head_inputs(head, config)
+    inputs = {**head_inputs(head, config), **EVERY_OUTPUT}
     models = calibrated_three("IBert" + head, config, tmp_path, inputs)
     inputs = {k: v for k, v in inputs.items() if k not in ("output_attentions", "output_hidden_states")}
     outputs = {fw: _train_forward(fw, model, inputs) for fw, model in models.items()}
@@ -130,7 +129,7 @@ def test_simulated_training_forward_agrees(head, tmp_path):
 
 def test_checkpoint_round_trip_across_frameworks_keeps_buffers(tmp_path):
     config = tiny_config(quant_mode=True)
-    inputs = head_inputs("ForMaskedLM", config)
+    inputs = {**head_inputs("ForMaskedLM", config), **EVERY_OUTPUT}
     models = calibrated_three("IBertForMaskedLM", config, tmp_path / "pt", inputs)
     models["tf"].save_pretrained(tmp_path / "tf")
     flax_model = zoo.FlaxIBertForMaskedLM.from_pretrained(tmp_path / "tf")

@@ -27,81 +27,12 @@ from rosettazoo.common.layers_flax import new_static_cache
 from rosettazoo.common.modeling_flax import flatten_params
 from rosettazoo.common.outputs import CausalLMOutputWithPast
 from rosettazoo.conversion import WeightsError, to_canonical
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import assert_outputs_close, assert_same, call, labels_for
+from tests.opt.cases import HEADS, LAYOUTS, ORACLE, TINY, batch, step_by_step
 
 torch.set_num_threads(1)
 
-HEADS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForQuestionAnswering")
-LAYOUTS = {
-    "opt-125m": {},  # layer norm before each block, final layer norm
-    "opt-350m": {"do_layer_norm_before": False, "word_embed_proj_dim": 16},  # post-LN, project_in / project_out
-}
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 37,
-        "max_position_embeddings": 40, "num_labels": 3}
 
-
-def hf_model(head: str, layout: str = "opt-125m", **overrides):
-    config = transformers.OPTConfig(**{**TINY, **LAYOUTS[layout], **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"OPT{head}")(config)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-    return model.eval()
-
-
-def pair(head: str, folder, layout: str = "opt-125m", *, save_kwargs=None, **overrides):
-    """A Hugging Face model and our Flax model loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, layout, **overrides)
-    hf.save_pretrained(folder, **(save_kwargs or {}))
-    return hf, getattr(zoo, f"FlaxOPT{head}").from_pretrained(folder)
-
-
-def run_hf(model, **inputs):
-    def tensor(value):
-        if isinstance(value, tuple):
-            return tuple(tensor(v) for v in value)
-        return torch.from_numpy(np.array(value)) if isinstance(value, (np.ndarray, jax.Array)) else value
-
-    with torch.no_grad():
-        return model(**{name: tensor(value) for name, value in inputs.items()})
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run_hf(hf, **inputs), ours(**inputs), label=label)
-
-
-def batch(config, length: int = 9, seed: int = 0) -> dict:
-    """Full, right-padded, left-padded and fully masked rows."""
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, length, seed=seed)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def labels_for(head: str, config, inputs: dict) -> dict:
-    rng = np.random.default_rng(2)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if head == "ForCausalLM":
-        return {"labels": np.where(mask == 1, rng.integers(0, config.vocab_size, ids.shape), -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": rng.integers(0, config.num_labels, ids.shape[:1])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": np.array([1, 2, 40, 0]), "end_positions": np.array([3, 5, 6, 0])}
-    return {}
-
-
-@pytest.fixture
-def hf_init_skips_plain_layer_norms(monkeypatch):
-    """transformers 4.57.6 cannot build OPT with ``layer_norm_elementwise_affine=False``: its ``_init_weights``
-    fills the missing LayerNorm weight. Skip those norms (they have nothing to initialize)."""
-    opt = transformers.models.opt.modeling_opt.OPTPreTrainedModel
-    original = opt._init_weights
-
-    def init_weights(self, module):
-        if not (isinstance(module, torch.nn.LayerNorm) and module.weight is None):
-            original(self, module)
-
-    monkeypatch.setattr(opt, "_init_weights", init_weights)
 
 
 # ---------------------------------------------------------------------------------------------------- the oracle
@@ -112,14 +43,14 @@ def hf_init_skips_plain_layer_norms(monkeypatch):
 def test_hf_checkpoint_matches_every_output(layout, head, tmp_path):
     # Question answering reads pytorch_model.bin, the others safetensors.
     safe = head != "ForQuestionAnswering"
-    hf, ours = pair(head, tmp_path / "hf", layout, save_kwargs={"safe_serialization": safe})
+    hf, ours = ORACLE.pair("flax", "OPT", head, tmp_path / "hf", **LAYOUTS[layout], safe=safe)
     inputs = batch(ours.config)
     label = f"{layout} FlaxOPT{head}"
     # transformers' SDPA path (the default) with labels and its cache, against our fused path, also as tuples;
     # then its eager path, which alone returns attention weights; fully masked rows included.
     with_labels = {**inputs, **labels_for(head, ours.config, inputs), "output_hidden_states": True}
     assert_same(hf, ours, label, **with_labels)
-    assert_outputs_close(run_hf(hf, **with_labels, return_dict=False), ours(**with_labels, return_dict=False),
+    assert_outputs_close(call(hf, **with_labels, return_dict=False), ours(**with_labels, return_dict=False),
                          label=f"{label} as tuples")
     hf.set_attn_implementation("eager")
     assert_same(hf, ours, label, **inputs, output_hidden_states=True, output_attentions=True)
@@ -136,7 +67,7 @@ def test_hf_checkpoint_matches_every_output(layout, head, tmp_path):
     {"activation_function": "gelu", "tie_word_embeddings": False},
 ], ids=["no-bias-no-affine", "no-final-norm", "gelu-untied"])
 def test_config_variants(overrides, tmp_path, hf_init_skips_plain_layer_norms):
-    hf, ours = pair("ForCausalLM", tmp_path / "hf", **overrides)
+    hf, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path / "hf", **overrides)
     paths = flatten_params(ours.params)
     names = {to_canonical(path, "flax")[0] for path in paths}
     assert names == {name for name, _ in hf.named_parameters()}
@@ -153,7 +84,7 @@ def test_config_variants(overrides, tmp_path, hf_init_skips_plain_layer_norms):
 
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 def test_sharded_checkpoints(safe, tmp_path):
-    hf = hf_model("ForCausalLM", "opt-350m")
+    hf = ORACLE.hf_model("OPT", "ForCausalLM", **LAYOUTS["opt-350m"])
     hf.save_pretrained(tmp_path / "hf", safe_serialization=safe, max_shard_size="20KB")
     index_name = "model.safetensors.index.json" if safe else "pytorch_model.bin.index.json"
     assert len(set(json.loads((tmp_path / "hf" / index_name).read_text())["weight_map"].values())) >= 3
@@ -170,7 +101,7 @@ def test_sharded_checkpoints(safe, tmp_path):
 
 
 def test_sequence_classification_pooling_and_problem_types(tmp_path):
-    hf, ours = pair("ForSequenceClassification", tmp_path / "hf")
+    hf, ours = ORACLE.pair("flax", "OPT", "ForSequenceClassification", tmp_path / "hf")
     inputs = batch(ours.config)
     # The rightmost non-pad token of each row; a row of padding only pools position 0.
     out = ours(**inputs, output_hidden_states=True)
@@ -184,20 +115,20 @@ def test_sequence_classification_pooling_and_problem_types(tmp_path):
              (3, (rng.random((4, 3)) > 0.5).astype(np.float32), "multi_label_classification"),
              (3, np.array([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("flax", "OPT", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **inputs, labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
-    hf, ours = pair("ForSequenceClassification", tmp_path / "no-pad", pad_token_id=None)
+    hf, ours = ORACLE.pair("flax", "OPT", "ForSequenceClassification", tmp_path / "no-pad", pad_token_id=None)
     one_row = inputs["input_ids"][:1]
     # Jitted: one compilation of this new shape instead of one per operation.
-    assert_outputs_close(run_hf(hf, input_ids=one_row).logits.numpy(),
+    assert_outputs_close(call(hf, input_ids=one_row).logits.numpy(),
                          jax.jit(lambda ids: ours(input_ids=ids).logits)(one_row), label="no pad token, one row")
     with pytest.raises(ValueError, match="Cannot handle batch sizes > 1 if no padding token is defined."):
         ours(input_ids=inputs["input_ids"])
 
 
 def test_inputs_embeds_position_ids_and_head_mask(tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, "opt-350m")
+    hf, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path, **LAYOUTS["opt-350m"])
     inputs = batch(ours.config)
     mask = inputs["attention_mask"]
     embeds = np.asarray(ours.params["model"]["decoder"]["embed_tokens"]["embedding"])[inputs["input_ids"]]
@@ -210,7 +141,7 @@ def test_inputs_embeds_position_ids_and_head_mask(tmp_path):
     head_mask = np.array([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]], np.float32)
     pt = zoo.OPTForCausalLM.from_pretrained(tmp_path)
     masked = ours(**inputs, head_mask=head_mask, output_attentions=True)
-    assert_outputs_close(run_hf(pt, **inputs, head_mask=head_mask, output_attentions=True), masked,
+    assert_outputs_close(call(pt, **inputs, head_mask=head_mask, output_attentions=True), masked,
                          label="head mask vs our PyTorch")
     assert np.all(np.asarray(masked.attentions[0])[:, 1] == 0) and np.all(np.asarray(masked.attentions[1])[:, 0] == 0)
     assert not np.allclose(np.asarray(masked.logits), np.asarray(ours(**inputs).logits))
@@ -218,7 +149,7 @@ def test_inputs_embeds_position_ids_and_head_mask(tmp_path):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_padded_rows_equal_the_unpadded_row(layout, tmp_path):
-    _, ours = pair("ForCausalLM", tmp_path, layout)
+    _, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     # One batch (of the shape every test uses): a full row, its first six tokens padded on the right, and its
     # first five padded on the left. Causal attention makes the full row's first logits those of its prefixes,
     # and positions come from the mask, so the padded rows give them too.
@@ -233,23 +164,9 @@ def test_padded_rows_equal_the_unpadded_row(layout, tmp_path):
 # ---------------------------------------------------------------------------------------------------- caches
 
 
-def step_by_step(model, ids, mask, prefill, *, hf=False):
-    """One pass over the first ``prefill`` tokens, then one token at a time from the model's own (key, value)
-    tuples; returns the logits of every position and the final cache."""
-    logits, past = [], None
-    for start, stop in [(0, prefill)] + [(t, t + 1) for t in range(prefill, ids.shape[1])]:
-        step = {"input_ids": ids[:, start:stop], "attention_mask": mask[:, :stop], "use_cache": True}
-        if past is not None:
-            step["past_key_values"] = transformers.DynamicCache.from_legacy_cache(past) if hf else past
-        out = run_hf(model, **step) if hf else model(**step)
-        past = out.past_key_values.to_legacy_cache() if hf else out.past_key_values
-        logits.append(np.asarray(out.logits))
-    return np.concatenate(logits, axis=1), past
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_dynamic_cache_token_by_token_equals_the_full_pass(layout, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, layout)
+    hf, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     inputs = batch(ours.config)
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     full = ours(**inputs)  # config.use_cache: the cache comes back, as in transformers
@@ -263,23 +180,23 @@ def test_dynamic_cache_token_by_token_equals_the_full_pass(layout, tmp_path):
     for step_kv, full_kv in zip(cache, full.past_key_values, strict=True):  # keys and values of real tokens
         assert_outputs_close([np.swapaxes(t, 1, 2)[real] for t in full_kv],
                              [np.swapaxes(t, 1, 2)[real] for t in step_kv], label=f"{layout}: cache")
-    hf_logits, hf_cache = step_by_step(hf, ids, mask, 6, hf=True)
+    hf_logits, hf_cache = step_by_step(hf, ids, mask, 6)
     assert_outputs_close(hf_logits, logits, label=f"{layout}: step by step vs transformers")
     assert_outputs_close(hf_cache, cache, label=f"{layout}: cache vs transformers")
     # Our cache, given to transformers, continues as ours does.
     legacy = tuple(tuple(torch.from_numpy(np.array(t[:, :, :8])) for t in layer) for layer in cache)
-    theirs = run_hf(hf, input_ids=ids[:, 8:], attention_mask=mask,
-                    past_key_values=transformers.DynamicCache.from_legacy_cache(legacy))
+    theirs = call(hf, input_ids=ids[:, 8:], attention_mask=mask,
+                  past_key_values=transformers.DynamicCache.from_legacy_cache(legacy))
     assert_outputs_close(theirs.logits.numpy(), logits[:, 8:], label=f"{layout}: our cache in transformers")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_static_cache_under_jit_equals_the_full_pass(layout, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, layout)
+    hf, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     inputs = batch(ours.config)
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     length, slots = ids.shape[1], ids.shape[1] + 3  # three slots stay unwritten
-    full = run_hf(hf, **inputs)
+    full = call(hf, **inputs)
     slot_mask = np.concatenate([mask, np.ones((4, 3), mask.dtype)], axis=1)  # future slots may say anything
     traces = []
 
@@ -343,7 +260,7 @@ def test_static_cache_errors():
 
 
 def test_jitted_loss_gradient_matches_torch_autograd(tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, "opt-350m", dropout=0.0, attention_dropout=0.0)
+    hf, ours = ORACLE.pair("flax", "OPT", "ForCausalLM", tmp_path, **LAYOUTS["opt-350m"], dropout=0.0, attention_dropout=0.0)
     # transformers' eager attention is the reference: torch's SDPA kernel differs in the gradient through a
     # fully masked query (the left-padded row's last padding position predicts its first token), by ~1e-2.
     hf.set_attn_implementation("eager")
@@ -420,7 +337,7 @@ def test_fresh_model_tree_and_init(layout):
 
 
 def test_new_heads_and_bfloat16(tmp_path):
-    hf_model("ForCausalLM").save_pretrained(tmp_path)
+    ORACLE.hf_model("OPT", "ForCausalLM").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads.*score.weight"):
         zoo.FlaxOPTForSequenceClassification.from_pretrained(tmp_path)
     _, info = zoo.FlaxOPTForSequenceClassification.from_pretrained(tmp_path, allow_new_heads=True,

@@ -13,83 +13,23 @@ import pytest
 
 import rosettazoo.opt as zoo
 from rosettazoo.conversion import WeightsError
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import assert_outputs_close, assert_same, call, labels_for, torch_inputs
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from transformers.models.opt import modeling_opt as hf_opt  # noqa: E402 (after the importorskip)
-
-HEADS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForQuestionAnswering")
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 37,
-        "max_position_embeddings": 40, "num_labels": 3}
-LAYOUTS = {
-    "opt-125m": {},
-    "opt-350m": {"do_layer_norm_before": False, "word_embed_proj_dim": 16},
-}
+from tests.opt.cases import HEADS, LAYOUTS, ORACLE, TINY, batch, step_by_step  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def randomize(model: torch.nn.Module, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-
-
-def hf_model(head: str, layout: str = "opt-125m", **overrides):
-    config = transformers.OPTConfig(**{**TINY, **LAYOUTS[layout], **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"OPT{head}")(config)
-    randomize(model)
-    return model.eval()
-
-
-def pair(head: str, folder, layout: str = "opt-125m", *, safe: bool = True, **overrides):
-    """A Hugging Face model and ours loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, layout, **overrides)
-    hf.save_pretrained(folder, safe_serialization=safe)
-    return hf, getattr(zoo, f"OPT{head}").from_pretrained(folder)
-
-
-def run(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs)
-
-
-def assert_same(hf, ours, label, *, atol=1e-5, **inputs) -> float:
-    # transformers' OPT gives None for each layer's attention weights on its SDPA path: ask its eager path for them.
-    hf.set_attn_implementation("eager" if inputs.get("output_attentions") else "sdpa")
-    return assert_outputs_close(run(hf, **inputs), run(ours, **inputs), label=label, atol=atol)
-
-
-def batch(config, length: int = 9, seed: int = 0) -> dict:
-    """Full, right-padded, left-padded and fully masked rows."""
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, length, seed=seed)
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
-
-
-def labels_for(head: str, config, inputs: dict) -> dict:
-    generator = torch.Generator().manual_seed(2)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if head == "ForCausalLM":
-        return {"labels": torch.randint(0, config.vocab_size, ids.shape, generator=generator).masked_fill(mask == 0,
-                                                                                                         -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": torch.randint(0, config.num_labels, ids.shape[:1], generator=generator)}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": torch.tensor([1, 2, 40, 0]), "end_positions": torch.tensor([3, 5, 6, 0])}
-    return {}
 
 
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_hf_checkpoint_matches_every_output(layout, head, safe, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf", layout, safe=safe)
+    hf, ours = ORACLE.pair("pt", "OPT", head, tmp_path / "hf", **LAYOUTS[layout], safe=safe)
     assert not any(module.training for module in ours.modules())
-    inputs = batch(ours.config)
+    inputs = torch_inputs(batch(ours.config))
     label = f"{layout} OPT{head}"
     # With labels and without attention weights (SDPA), and with attention weights (eager attention); both
     # return the cache (config.use_cache) except question answering, whose output has no cache.
@@ -119,46 +59,33 @@ def test_module_tree_is_transformers(layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_sdpa_equals_eager_attention_with_fully_masked_rows(layout, tmp_path):
-    _, ours = pair("Model", tmp_path, layout)
+    _, ours = ORACLE.pair("pt", "OPT", "Model", tmp_path, **LAYOUTS[layout])
     eager = transformers.OPTModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
-    assert_same(eager, ours, layout, **batch(ours.config), output_hidden_states=True)
+    assert_same(eager, ours, layout, **torch_inputs(batch(ours.config)), output_hidden_states=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_left_padded_row_equals_the_unpadded_row(layout, tmp_path):
-    _, ours = pair("ForCausalLM", tmp_path, layout)
+    _, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     tokens = torch.tensor([[5, 17, 33, 8, 61]])
-    alone = run(ours, input_ids=tokens).logits
+    alone = call(ours, input_ids=tokens).logits
     # Padded on the left, beside a longer row: positions come from the mask, so the real tokens see the same.
     ids = torch.tensor([[1, 1, 1, 5, 17, 33, 8, 61], [9, 10, 11, 12, 13, 14, 15, 16]])
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1], [1] * 8])
-    padded = run(ours, input_ids=ids, attention_mask=mask).logits
+    padded = call(ours, input_ids=ids, attention_mask=mask).logits
     assert_outputs_close(alone, padded[:1, 3:], label=f"{layout}: left-padded row vs alone")
     # Padded on the right too.
-    right = run(ours, input_ids=torch.tensor([[5, 17, 33, 8, 61, 1, 1]]),
-                attention_mask=torch.tensor([[1, 1, 1, 1, 1, 0, 0]])).logits
+    right = call(ours, input_ids=torch.tensor([[5, 17, 33, 8, 61, 1, 1]]),
+                 attention_mask=torch.tensor([[1, 1, 1, 1, 1, 0, 0]])).logits
     assert_outputs_close(alone, right[:, :5], label=f"{layout}: right-padded row vs alone")
-
-
-def step_by_step(model, input_ids, attention_mask, prefill: int = 1):
-    """One pass over the first ``prefill`` tokens, then one token at a time from the model's own cache; returns
-    the logits of every position and the final cache."""
-    out = run(model, input_ids=input_ids[:, :prefill], attention_mask=attention_mask[:, :prefill], use_cache=True)
-    past, logits = out.past_key_values, [out.logits]
-    for t in range(prefill, input_ids.shape[1]):
-        out = run(model, input_ids=input_ids[:, t:t + 1], attention_mask=attention_mask[:, :t + 1],
-                  past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits.append(out.logits)
-    return torch.cat(logits, dim=1), past
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_token_by_token_with_cache_equals_full_pass(layout, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, layout)
-    inputs = {name: value[:3] for name, value in batch(ours.config).items()}  # full, right- and left-padded
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
+    inputs = {name: value[:3] for name, value in torch_inputs(batch(ours.config)).items()}  # full, right-, left-padded
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    full = run(ours, **inputs, use_cache=True)
+    full = call(ours, **inputs, use_cache=True)
     assert_same(hf, ours, f"{layout} full pass with cache", **inputs, use_cache=True)
     for prefill in (1, 5):
         logits, cache = step_by_step(ours, ids, mask, prefill)
@@ -177,25 +104,25 @@ def test_token_by_token_with_cache_equals_full_pass(layout, tmp_path):
 
 
 def test_hf_dynamic_cache_layout_is_legacy_tuples(tmp_path):
-    hf, ours = pair("Model", tmp_path)
-    inputs = batch(ours.config)
-    theirs = run(hf, **inputs, use_cache=True).past_key_values.to_legacy_cache()
-    mine = run(ours, **inputs).past_key_values  # config.use_cache is True by default, as in transformers
+    hf, ours = ORACLE.pair("pt", "OPT", "Model", tmp_path)
+    inputs = torch_inputs(batch(ours.config))
+    theirs = call(hf, **inputs, use_cache=True).past_key_values.to_legacy_cache()
+    mine = call(ours, **inputs).past_key_values  # config.use_cache is True by default, as in transformers
     assert isinstance(mine, tuple) and all(isinstance(layer, tuple) for layer in mine)
     assert_outputs_close(theirs, mine, label="cache")
-    assert run(ours, **inputs, use_cache=False).past_key_values is None
+    assert call(ours, **inputs, use_cache=False).past_key_values is None
 
 
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_sharded_checkpoints(layout, safe, tmp_path):
-    hf = hf_model("ForCausalLM", layout)
+    hf = ORACLE.hf_model("OPT", "ForCausalLM", **LAYOUTS[layout])
     hf.save_pretrained(tmp_path / "hf", safe_serialization=safe, max_shard_size="20KB")
     index_name = "model.safetensors.index.json" if safe else "pytorch_model.bin.index.json"
     index = json.loads((tmp_path / "hf" / index_name).read_text())
     assert len(set(index["weight_map"].values())) >= 3
     ours = zoo.OPTForCausalLM.from_pretrained(tmp_path / "hf")
-    inputs = batch(ours.config)
+    inputs = torch_inputs(batch(ours.config))
     assert_same(hf, ours, f"{layout} sharded {index_name}", **inputs, output_hidden_states=True)
     # And our sharded save loads in transformers.
     ours.save_pretrained(tmp_path / "ours", max_shard_size="20KB")
@@ -211,49 +138,37 @@ def test_sharded_checkpoints(layout, safe, tmp_path):
 
 def test_causal_lm_from_a_bare_model_checkpoint(tmp_path):
     """The facebook/opt-* checkpoints hold the bare model ("decoder.*"); the LM head is the tied embeddings."""
-    hf_bare = hf_model("Model", "opt-350m")
+    hf_bare = ORACLE.hf_model("OPT", "Model", **LAYOUTS["opt-350m"])
     hf_bare.save_pretrained(tmp_path)
     hf = transformers.OPTForCausalLM.from_pretrained(tmp_path).eval()
     ours, info = zoo.OPTForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert all(not keys for keys in info.values()), info
     assert ours.lm_head.weight is ours.model.decoder.embed_tokens.weight
-    assert_same(hf, ours, "LM from bare checkpoint", **batch(ours.config))
+    assert_same(hf, ours, "LM from bare checkpoint", **torch_inputs(batch(ours.config)))
     bare = zoo.OPTModel.from_pretrained(tmp_path)
-    assert_same(hf_bare, bare, "bare", **batch(ours.config), output_hidden_states=True)
+    assert_same(hf_bare, bare, "bare", **torch_inputs(batch(ours.config)), output_hidden_states=True)
 
 
 def test_new_heads_and_loading_info(tmp_path):
-    hf_model("ForCausalLM").save_pretrained(tmp_path)
+    ORACLE.hf_model("OPT", "ForCausalLM").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads.*score.weight"):
         zoo.OPTForSequenceClassification.from_pretrained(tmp_path)
     _, info = zoo.OPTForSequenceClassification.from_pretrained(tmp_path, allow_new_heads=True,
                                                                output_loading_info=True)
     assert info["missing_keys"] == ["score.weight"]
     reference = transformers.OPTModel.from_pretrained(tmp_path).eval()
-    assert_same(reference, zoo.OPTModel.from_pretrained(tmp_path), "base from LM checkpoint", **batch(reference.config))
-
-
-@pytest.fixture
-def hf_init_skips_plain_layer_norms(monkeypatch):
-    """transformers 4.57.6 fails to initialize LayerNorms without weights (layer_norm_elementwise_affine=False):
-    its _init_weights fills ``module.weight``, which is None. Skip them so that the oracle can be built."""
-    original = hf_opt.OPTPreTrainedModel._init_weights
-
-    def init_weights(self, module):
-        if not (isinstance(module, torch.nn.LayerNorm) and module.weight is None):
-            original(self, module)
-
-    monkeypatch.setattr(hf_opt.OPTPreTrainedModel, "_init_weights", init_weights)
+    assert_same(reference, zoo.OPTModel.from_pretrained(tmp_path), "base from LM checkpoint",
+                **torch_inputs(batch(reference.config)))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_no_biases_and_plain_layer_norms(layout, tmp_path, hf_init_skips_plain_layer_norms):
     overrides = {"enable_bias": False, "layer_norm_elementwise_affine": False}
-    hf, ours = pair("ForCausalLM", tmp_path / "hf", layout, **overrides)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path / "hf", **LAYOUTS[layout], **overrides)
     names = [name for name, _ in ours.named_parameters()]
     assert names == [name for name, _ in hf.named_parameters()]
     assert not any("norm" in name or name.endswith("bias") for name in names), names
-    inputs = batch(ours.config)
+    inputs = torch_inputs(batch(ours.config))
     assert_same(hf, ours, f"{layout} no biases", **inputs, **labels_for("ForCausalLM", ours.config, inputs),
                 output_hidden_states=True, output_attentions=True)
     ours.save_pretrained(tmp_path / "ours")
@@ -262,15 +177,16 @@ def test_no_biases_and_plain_layer_norms(layout, tmp_path, hf_init_skips_plain_l
 
 
 def test_removed_final_layer_norm_and_activation(tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, _remove_final_layer_norm=True, activation_function="gelu_new")
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path, _remove_final_layer_norm=True,
+                           activation_function="gelu_new")
     assert ours.model.decoder.final_layer_norm is None
-    assert_same(hf, ours, "no final LayerNorm", **batch(ours.config), output_hidden_states=True)
+    assert_same(hf, ours, "no final LayerNorm", **torch_inputs(batch(ours.config)), output_hidden_states=True)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_embeddings_and_position_inputs(layout, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, layout)
-    inputs = batch(ours.config)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
+    inputs = torch_inputs(batch(ours.config))
     mask = inputs["attention_mask"]
     embeds = ours.model.decoder.embed_tokens(inputs["input_ids"]).detach()
     assert_same(hf, ours, "inputs_embeds", inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True)
@@ -280,10 +196,10 @@ def test_embeddings_and_position_inputs(layout, tmp_path):
 
 
 def test_sequence_classification_pooling_and_problem_types(tmp_path):
-    hf, ours = pair("ForSequenceClassification", tmp_path / "hf")
-    inputs = batch(ours.config)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForSequenceClassification", tmp_path / "hf")
+    inputs = torch_inputs(batch(ours.config))
     # The rightmost non-pad token of each row; a row of padding only pools position 0.
-    logits = run(ours, **inputs, output_hidden_states=True)
+    logits = call(ours, **inputs, output_hidden_states=True)
     scores = ours.score(logits.hidden_states[-1])
     torch.testing.assert_close(logits.logits, scores[torch.arange(4), torch.tensor([8, 5, 8, 0])], rtol=0, atol=0)
     embeds = ours.model.decoder.embed_tokens(inputs["input_ids"]).detach()
@@ -294,54 +210,56 @@ def test_sequence_classification_pooling_and_problem_types(tmp_path):
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification"),
              (3, torch.tensor([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("pt", "OPT", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **inputs, labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
 
 
 def test_sequence_classification_without_pad_token(tmp_path):
-    hf, ours = pair("ForSequenceClassification", tmp_path, pad_token_id=None)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForSequenceClassification", tmp_path, pad_token_id=None)
     ids = torch.randint(3, 99, (2, 7), generator=torch.Generator().manual_seed(4))
     assert_same(hf, ours, "no pad token, one row", input_ids=ids[:1])
     for model in (hf, ours):
         with pytest.raises(ValueError, match="Cannot handle batch sizes > 1 if no padding token is defined."):
-            run(model, input_ids=ids)
+            call(model, input_ids=ids)
 
 
 def test_head_mask_silences_heads(tmp_path):
     """A head mask scales each head's attention (0 silences it), as BART and earlier transformers do. (transformers
     4.57.6's OPT checks the head mask's size and then ignores it, so it is no oracle here.)"""
-    hf, ours = pair("ForCausalLM", tmp_path)
-    inputs = batch(ours.config)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path)
+    inputs = torch_inputs(batch(ours.config))
     head_mask = torch.tensor([[1.0, 0.0, 1.0, 0.5], [0.0, 1.0, 1.0, 1.0]])
-    masked = run(ours, **inputs, head_mask=head_mask, output_attentions=True)
+    masked = call(ours, **inputs, head_mask=head_mask, output_attentions=True)
     # Same as scaling the heads' slices of the output projection's input.
     with torch.no_grad():
         for layer, scales in zip(ours.model.decoder.layers, head_mask, strict=True):
             layer.self_attn.out_proj.weight.mul_(scales.repeat_interleave(8)[None, :])
-    scaled = run(ours, **inputs)
+    scaled = call(ours, **inputs)
     assert_outputs_close(scaled.logits, masked.logits, label="head mask")
     assert torch.all(masked.attentions[0][:, 1] == 0) and torch.all(masked.attentions[1][:, 0] == 0)
-    unmasked = run(hf, **inputs)
-    assert_outputs_close(unmasked.logits, run(hf, **inputs, head_mask=head_mask).logits, label="HF ignores it")
+    unmasked = call(hf, **inputs)
+    assert_outputs_close(unmasked.logits, call(hf, **inputs, head_mask=head_mask).logits, label="HF ignores it")
     with pytest.raises(ValueError, match="head_mask has shape"):
         ours(**inputs, head_mask=torch.ones(3, 4))
 
 
 def test_return_dict_false_gives_transformers_tuples(tmp_path):
     for head in HEADS:
-        hf, ours = pair(head, tmp_path / head)
-        inputs = {**batch(ours.config), **labels_for(head, ours.config, batch(ours.config))}
-        theirs = run(hf, **inputs, output_hidden_states=True, return_dict=False)
-        mine = run(ours, **inputs, output_hidden_states=True, return_dict=False)
+        hf, ours = ORACLE.pair("pt", "OPT", head, tmp_path / head)
+        inputs = torch_inputs(batch(ours.config))
+        inputs.update(labels_for(head, ours.config, inputs))
+        theirs = call(hf, **inputs, output_hidden_states=True, return_dict=False)
+        mine = call(ours, **inputs, output_hidden_states=True, return_dict=False)
         assert isinstance(mine, tuple) and len(mine) == len(theirs), head
         assert_outputs_close(theirs, mine, label=f"{head} tuple")
 
 
 def test_loss_gradients_match_transformers(tmp_path):
     overrides = {"dropout": 0.0, "attention_dropout": 0.0}
-    hf, ours = pair("ForCausalLM", tmp_path, "opt-350m", **overrides)
-    inputs = {**batch(ours.config), **labels_for("ForCausalLM", ours.config, batch(ours.config))}
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path, **LAYOUTS["opt-350m"], **overrides)
+    inputs = torch_inputs(batch(ours.config))
+    inputs.update(labels_for("ForCausalLM", ours.config, inputs))
     for model in (hf, ours):
         model.train()
         model.zero_grad()
@@ -352,13 +270,13 @@ def test_loss_gradients_match_transformers(tmp_path):
 
 
 def test_bfloat16_loading_and_saving(tmp_path):
-    pair("ForCausalLM", tmp_path / "hf")
+    ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path / "hf")
     half = zoo.OPTForCausalLM.from_pretrained(tmp_path / "hf", dtype="bfloat16")
     assert half.dtype == torch.bfloat16 and not half.training
-    inputs = batch(half.config)
+    inputs = torch_inputs(batch(half.config))
     hf_half = transformers.OPTForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16).eval()
     # bfloat16 keeps 8 significant bits: logits of O(1) agree to a few units in the last place.
-    assert_outputs_close(run(hf_half, **inputs).logits.float(), run(half, **inputs).logits.float(), atol=0.1)
+    assert_outputs_close(call(hf_half, **inputs).logits.float(), call(half, **inputs).logits.float(), atol=0.1)
     half.save_pretrained(tmp_path / "half")
     again = zoo.OPTForCausalLM.from_pretrained(tmp_path / "half", dtype=torch.bfloat16)
     for (name, a), (_, b) in zip(half.named_parameters(), again.named_parameters(), strict=True):
@@ -366,19 +284,19 @@ def test_bfloat16_loading_and_saving(tmp_path):
 
 
 def test_dropout_and_layerdrop_only_in_training(tmp_path):
-    _, ours = pair("ForCausalLM", tmp_path)
-    inputs = batch(ours.config)
-    assert torch.equal(run(ours, **inputs).logits, run(ours, **inputs).logits)
+    _, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path)
+    inputs = torch_inputs(batch(ours.config))
+    assert torch.equal(call(ours, **inputs).logits, call(ours, **inputs).logits)
     ours.train()
-    assert not torch.equal(run(ours, **inputs).logits, run(ours, **inputs).logits)
+    assert not torch.equal(call(ours, **inputs).logits, call(ours, **inputs).logits)
     # layerdrop=1 skips every layer in training: the embeddings go straight to the final LayerNorm.
-    _, dropped = pair("Model", tmp_path / "layerdrop", layerdrop=1.0, dropout=0.0)
+    _, dropped = ORACLE.pair("pt", "OPT", "Model", tmp_path / "layerdrop", layerdrop=1.0, dropout=0.0)
     dropped.train()
-    out = run(dropped, **inputs, output_hidden_states=True)
+    out = call(dropped, **inputs, output_hidden_states=True)
     decoder = dropped.decoder
     torch.testing.assert_close(out.last_hidden_state, decoder.final_layer_norm(out.hidden_states[0]))
     dropped.eval()
-    assert not torch.allclose(run(dropped, **inputs).last_hidden_state, out.last_hidden_state)
+    assert not torch.allclose(call(dropped, **inputs).last_hidden_state, out.last_hidden_state)
 
 
 def test_fresh_model_init_tying_and_parameter_count():
@@ -399,18 +317,18 @@ def test_fresh_model_init_tying_and_parameter_count():
 
 
 def test_untied_output_embeddings_round_trip(tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path / "hf", tie_word_embeddings=False)
+    hf, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path / "hf", tie_word_embeddings=False)
     assert ours.lm_head.weight is not ours.model.decoder.embed_tokens.weight
-    assert_same(hf, ours, "untied", **batch(ours.config))
+    assert_same(hf, ours, "untied", **torch_inputs(batch(ours.config)))
     ours.save_pretrained(tmp_path / "ours")
     reloaded = transformers.OPTForCausalLM.from_pretrained(tmp_path / "ours").eval()
-    assert_same(hf, reloaded, "untied saved by us", **batch(ours.config))
+    assert_same(hf, reloaded, "untied saved by us", **torch_inputs(batch(ours.config)))
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
-    _, ours = pair("ForCausalLM", tmp_path)
+    _, ours = ORACLE.pair("pt", "OPT", "ForCausalLM", tmp_path)
     ids = torch.tensor([[2, 5, 6, 7, 8]])
-    past = run(ours, input_ids=torch.full((1, 38), 5)).past_key_values
+    past = call(ours, input_ids=torch.full((1, 38), 5)).past_key_values
     cases = [
         ({"input_ids": torch.tensor([[2, 5, 99]])}, "token id 99, outside the vocabulary"),
         ({"input_ids": torch.tensor([[2, -1, 5]])}, "token id -1, outside the vocabulary"),

@@ -18,75 +18,12 @@ import rosettazoo.opt as zoo
 from rosettazoo.common.cache import StaticCache
 from rosettazoo.common.outputs import CausalLMOutputWithPast
 from rosettazoo.conversion import WeightsError, to_canonical
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import assert_outputs_close, assert_same, call, labels_for
+from tests.opt.cases import HEADS, LAYOUTS, ORACLE, TINY, batch, step_by_step
 
 torch.set_num_threads(1)
 
-HEADS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForQuestionAnswering")
-LAYOUTS = {
-    "opt-125m": {},  # layer norm before each block, final layer norm
-    "opt-350m": {"do_layer_norm_before": False, "word_embed_proj_dim": 16},  # post-LN, project_in / project_out
-}
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 37,
-        "max_position_embeddings": 40, "num_labels": 3}
 
-
-def hf_model(head: str, layout: str = "opt-125m", **overrides):
-    config = transformers.OPTConfig(**{**TINY, **LAYOUTS[layout], **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"OPT{head}")(config)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-    return model.eval()
-
-
-def pair(head: str, folder, layout: str = "opt-125m", *, save_kwargs=None, **overrides):
-    """A Hugging Face model and our TF model loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(head, layout, **overrides)
-    hf.save_pretrained(folder, **(save_kwargs or {}))
-    return hf, getattr(zoo, f"TFOPT{head}").from_pretrained(folder)
-
-
-def run_hf(model, **inputs):
-    with torch.no_grad():
-        return model(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()})
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run_hf(hf, **inputs), ours(**inputs), label=label)
-
-
-def batch(config, length: int = 9, seed: int = 0) -> dict:
-    """Full, right-padded, left-padded and fully masked rows."""
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, length, seed=seed)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def labels_for(head: str, config, inputs: dict) -> dict:
-    rng = np.random.default_rng(2)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if head == "ForCausalLM":
-        return {"labels": np.where(mask == 1, rng.integers(0, config.vocab_size, ids.shape), -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": rng.integers(0, config.num_labels, ids.shape[:1])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": np.array([1, 2, 40, 0]), "end_positions": np.array([3, 5, 6, 0])}
-    return {}
-
-
-def allow_norms_without_weights(monkeypatch):
-    """transformers 4.57.6 cannot build OPT with ``layer_norm_elementwise_affine=False``: its ``_init_weights``
-    fills the missing LayerNorm weight. Skip those norms (they have nothing to initialize)."""
-    opt = transformers.models.opt.modeling_opt.OPTPreTrainedModel
-    original = opt._init_weights
-
-    def init_weights(self, module):
-        if not (isinstance(module, torch.nn.LayerNorm) and module.weight is None):
-            original(self, module)
-
-    monkeypatch.setattr(opt, "_init_weights", init_weights)
 
 
 # ---------------------------------------------------------------------------------------------------- the oracle
@@ -95,7 +32,7 @@ def allow_norms_without_weights(monkeypatch):
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_hf_checkpoint_matches_every_output(layout, head, tmp_path):
-    hf, ours = pair(head, tmp_path / "hf", layout)
+    hf, ours = ORACLE.pair("tf", "OPT", head, tmp_path / "hf", **LAYOUTS[layout])
     inputs = batch(ours.config)
     label = f"{layout} TFOPT{head}"
     # transformers' SDPA path (the default) with labels and its cache; then its eager path, which alone returns
@@ -115,10 +52,8 @@ def test_hf_checkpoint_matches_every_output(layout, head, tmp_path):
     {"_remove_final_layer_norm": True},
     {"activation_function": "gelu", "tie_word_embeddings": False},
 ], ids=["no-bias-no-affine", "no-final-norm", "gelu-untied"])
-def test_config_variants(overrides, tmp_path, monkeypatch):
-    if overrides.get("layer_norm_elementwise_affine") is False:
-        allow_norms_without_weights(monkeypatch)
-    hf, ours = pair("ForCausalLM", tmp_path / "hf", **overrides)
+def test_config_variants(overrides, tmp_path, hf_init_skips_plain_layer_norms):
+    hf, ours = ORACLE.pair("tf", "OPT", "ForCausalLM", tmp_path / "hf", **overrides)
     paths = ours.variables_by_path()
     assert sorted(to_canonical(path, "tf")[0] for path in paths) == sorted(
         set(hf.state_dict()) - ({"lm_head.weight"} if hf.config.tie_word_embeddings else set()))
@@ -134,7 +69,7 @@ def test_config_variants(overrides, tmp_path, monkeypatch):
                                                                       "safe_serialization": False}],
                          ids=["safetensors", "bin"])
 def test_sharded_checkpoints(save_kwargs, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, "opt-350m", save_kwargs=save_kwargs)
+    hf, ours = ORACLE.pair("tf", "OPT", "ForCausalLM", tmp_path, **LAYOUTS["opt-350m"], save_kwargs=save_kwargs)
     index = "model.safetensors.index.json" if save_kwargs.get("safe_serialization", True) else \
         "pytorch_model.bin.index.json"
     assert (tmp_path / index).exists() and len(list(tmp_path.glob("*-of-*"))) > 2
@@ -146,7 +81,7 @@ def test_sequence_classification_problem_types_and_pooling(tmp_path):
              (3, (np.random.default_rng(3).random((4, 3)) > 0.5).astype(np.float32), "multi_label_classification"),
              (3, np.array([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("tf", "OPT", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **batch(ours.config), labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
     # Embeddings give no padding to find: the last token of each row, as transformers.
@@ -154,14 +89,14 @@ def test_sequence_classification_problem_types_and_pooling(tmp_path):
     embeds = hf.model.decoder.embed_tokens(torch.from_numpy(inputs["input_ids"])).detach().numpy()
     assert_same(hf, ours, "inputs_embeds", inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
     # Without a pad token: the last token, and only for a batch of one (transformers' error otherwise).
-    hf, ours = pair("ForSequenceClassification", tmp_path / "no-pad", pad_token_id=None)
+    hf, ours = ORACLE.pair("tf", "OPT", "ForSequenceClassification", tmp_path / "no-pad", pad_token_id=None)
     assert_same(hf, ours, "no pad token", input_ids=inputs["input_ids"][2:3])
     with pytest.raises(ValueError, match="Cannot handle batch sizes > 1 if no padding token is defined."):
         ours(input_ids=inputs["input_ids"])
 
 
 def test_inputs_embeds_position_ids_and_head_mask(tmp_path):
-    hf, ours = pair("Model", tmp_path, "opt-350m")
+    hf, ours = ORACLE.pair("tf", "OPT", "Model", tmp_path, **LAYOUTS["opt-350m"])
     inputs = batch(ours.config)
     embeds = hf.decoder.embed_tokens(torch.from_numpy(inputs["input_ids"])).detach().numpy()
     assert_same(hf, ours, "inputs_embeds", inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
@@ -182,20 +117,9 @@ def test_inputs_embeds_position_ids_and_head_mask(tmp_path):
 # ---------------------------------------------------------------------------------------------------- caches
 
 
-def step_by_step(model, input_ids, attention_mask, *, hf: bool = False):
-    """Decode one token at a time with the dynamic cache; returns the logits of every step and the cache."""
-    past, logits = None, []
-    for t in range(input_ids.shape[1]):
-        step = {"input_ids": input_ids[:, t:t + 1], "attention_mask": attention_mask[:, :t + 1],
-                "past_key_values": past, "use_cache": True}
-        out = run_hf(model, **step) if hf else model(**step)
-        past, logits = out.past_key_values, logits + [np.asarray(out.logits)]
-    return np.concatenate(logits, axis=1), past
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_dynamic_cache_token_by_token_equals_the_full_pass(layout, tmp_path):
-    hf, ours = pair("ForCausalLM", tmp_path, layout)
+    hf, ours = ORACLE.pair("tf", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     inputs = batch(ours.config)
     ids, mask = inputs["input_ids"][:3], inputs["attention_mask"][:3]  # full, right- and left-padded rows
     full = ours(input_ids=ids, attention_mask=mask, use_cache=True)
@@ -203,7 +127,7 @@ def test_dynamic_cache_token_by_token_equals_the_full_pass(layout, tmp_path):
     logits, cache = step_by_step(ours, ids, mask)
     real = mask == 1  # a padding query sees no key: its (uniform) attention spans whatever keys the call has
     assert_outputs_close(np.asarray(full.logits)[real], logits[real], label=f"{layout}: token by token vs full pass")
-    hf_logits, hf_cache = step_by_step(hf, ids, mask, hf=True)
+    hf_logits, hf_cache = step_by_step(hf, ids, mask)
     assert_outputs_close(hf_logits, logits, label=f"{layout}: step by step vs transformers")
     assert_outputs_close(hf_cache, cache, label=f"{layout}: cache vs transformers")
     # Several tokens after a cached prefix; the left-padded row continues its positions from the mask.
@@ -212,14 +136,14 @@ def test_dynamic_cache_token_by_token_equals_the_full_pass(layout, tmp_path):
     assert_outputs_close(np.asarray(full.logits)[:, 5:][real[:, 5:]], np.asarray(rest.logits)[real[:, 5:]],
                          label=f"{layout}: four tokens after a cache")
     legacy = tuple(tuple(torch.from_numpy(np.array(t)) for t in layer) for layer in prefix.past_key_values)
-    theirs = run_hf(hf, input_ids=ids[:, 5:], attention_mask=mask,
-                    past_key_values=transformers.DynamicCache.from_legacy_cache(legacy))
+    theirs = call(hf, input_ids=ids[:, 5:], attention_mask=mask,
+                  past_key_values=transformers.DynamicCache.from_legacy_cache(legacy))
     assert_outputs_close(theirs, rest, label=f"{layout}: our cache in transformers")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_static_cache_under_jit_compile_equals_the_full_pass(layout, tmp_path):
-    _, ours = pair("ForCausalLM", tmp_path, layout)
+    _, ours = ORACLE.pair("tf", "OPT", "ForCausalLM", tmp_path, **LAYOUTS[layout])
     inputs = batch(ours.config)
     ids, mask = inputs["input_ids"][:3], inputs["attention_mask"][:3]
     length, slots = ids.shape[1], ids.shape[1] + 3  # three slots stay unwritten
@@ -299,7 +223,7 @@ def test_fresh_model_variables_and_init(layout):
 
 
 def test_new_heads_and_bfloat16(tmp_path):
-    hf_model("ForCausalLM").save_pretrained(tmp_path)
+    ORACLE.hf_model("OPT", "ForCausalLM").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads.*score.weight"):
         zoo.TFOPTForSequenceClassification.from_pretrained(tmp_path)
     _, info = zoo.TFOPTForSequenceClassification.from_pretrained(tmp_path, allow_new_heads=True,
@@ -313,7 +237,7 @@ def test_new_heads_and_bfloat16(tmp_path):
     hf_half = transformers.OPTForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
     # bfloat16 keeps 8 significant bits: logits of O(1) agree to a few units in the last place.
     real = inputs["attention_mask"] == 1
-    assert_outputs_close(run_hf(hf_half, **inputs).logits.float().numpy()[real],
+    assert_outputs_close(call(hf_half, **inputs).logits.float().numpy()[real],
                          tf.cast(logits, tf.float32).numpy()[real], atol=0.15)
     assert half.init_cache(1, 4).layers[0][0].dtype == tf.bfloat16
 

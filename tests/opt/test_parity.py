@@ -8,7 +8,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("flax")
 
 import rosettazoo.opt as zoo
-from tests.harness import assert_outputs_close, assert_three_agree, load_three, padded_batch, run
+from tests.harness import EVERY_OUTPUT, assert_outputs_close, assert_three_agree, head_inputs, load_three, padded_batch, run
 
 HEADS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForQuestionAnswering")
 LAYOUTS = {
@@ -24,30 +24,12 @@ def tiny_config(layout, **overrides):
     return zoo.OPTConfig(**values)
 
 
-def head_inputs(head, config, seed=0):
-    rng = np.random.default_rng(seed)
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, seed=seed)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-              "output_hidden_states": True, "output_attentions": True}
-    batch, length = input_ids.shape
-    if head == "ForCausalLM":
-        labels = rng.integers(3, config.vocab_size, size=(batch, length))
-        labels[attention_mask == 0] = -100
-        inputs["labels"] = labels
-    elif head == "ForSequenceClassification":
-        inputs["labels"] = rng.integers(0, config.num_labels, size=(batch,))
-    elif head == "ForQuestionAnswering":
-        inputs["start_positions"] = np.array([1, 2, 40, 0])
-        inputs["end_positions"] = np.array([3, 5, 6, 0])
-    return inputs
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_agrees(layout, head, tmp_path):
     config = tiny_config(layout, num_labels=2 if head == "ForQuestionAnswering" else 3)
     models = load_three(zoo, "OPT" + head, config, tmp_path)
-    outputs = assert_three_agree(models, head_inputs(head, config), f"{layout} OPT{head}")
+    outputs = assert_three_agree(models, {**head_inputs(head, config), **EVERY_OUTPUT}, f"{layout} OPT{head}")
     if head != "Model":
         assert all("loss" in out for out in outputs.values())
 
@@ -55,7 +37,7 @@ def test_every_head_agrees(layout, head, tmp_path):
 def test_without_biases_and_affine_norms(tmp_path):
     config = tiny_config("opt-125m", enable_bias=False, layer_norm_elementwise_affine=False)
     models = load_three(zoo, "OPTForCausalLM", config, tmp_path)
-    assert_three_agree(models, head_inputs("ForCausalLM", config), "OPT without biases")
+    assert_three_agree(models, {**head_inputs("ForCausalLM", config), **EVERY_OUTPUT}, "OPT without biases")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

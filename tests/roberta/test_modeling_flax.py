@@ -20,12 +20,11 @@ import jax
 import jax.numpy as jnp
 
 import rosettazoo.roberta as zoo
-from rosettazoo.common.activations import ACTIVATIONS
-from rosettazoo.common.layers_flax import ACT2FN
+from rosettazoo.common.layers_flax import ACTIVATIONS
 from rosettazoo.common.modeling_flax import flatten_params
 from rosettazoo.common.outputs import MaskedLMOutput
 from rosettazoo.conversion import WeightsError, to_canonical
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import Oracle, assert_outputs_close, call, head_inputs, padded_batch
 
 FAMILIES = ("Roberta", "RobertaPreLayerNorm")
 PREFIXES = {"Roberta": "roberta", "RobertaPreLayerNorm": "roberta_prelayernorm"}
@@ -41,73 +40,29 @@ HEADS = {
     "ForMultipleChoice": {"classifier_dropout": 0.3},
     "ForQuestionAnswering": {},
 }
-
-
-def hf_model(family, head, **overrides):
-    torch.manual_seed(0)
-    config = getattr(transformers, f"{family}Config")(**{**TINY, **overrides})
-    return getattr(transformers, f"{family}{head}")(config).eval()
-
-
-def hf_call(model, **inputs):
-    def tensor(value):
-        if isinstance(value, tuple):
-            return tuple(tensor(v) for v in value)
-        return torch.from_numpy(np.asarray(value)) if isinstance(value, (np.ndarray, jax.Array)) else value
-
-    with torch.no_grad():
-        return model(**{name: tensor(value) for name, value in inputs.items()})
-
-
-def saved_pair(tmp_path, family, head, *, safe_serialization=True, **overrides):
-    """A transformers model saved to ``tmp_path`` and our Flax model loaded from it."""
-    hf = hf_model(family, head, **overrides)
-    hf.save_pretrained(tmp_path, safe_serialization=safe_serialization)
-    return hf, getattr(zoo, f"Flax{family}{head}").from_pretrained(tmp_path)
-
-
-def head_inputs(head, config):
-    """A batch with full, right-padded, left-padded and fully masked rows, plus the head's labels."""
-    rng = np.random.default_rng(1)
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id)
-    batch, length = input_ids.shape
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if head in ("ForMaskedLM", "ForCausalLM", "ForTokenClassification"):
-        labels = rng.integers(0, config.vocab_size if head != "ForTokenClassification" else config.num_labels,
-                              size=(batch, length))
-        labels[attention_mask == 0] = -100
-        inputs["labels"] = labels
-    elif head == "ForSequenceClassification":
-        inputs["labels"] = rng.integers(0, config.num_labels, size=(batch,))
-    elif head == "ForMultipleChoice":
-        inputs = {name: value.reshape(2, 2, length) for name, value in inputs.items()}
-        inputs["labels"] = np.array([1, 0])
-    elif head == "ForQuestionAnswering":
-        inputs["start_positions"] = np.array([1, 2, 40, 0])  # 40 lies past the end: clamped and ignored
-        inputs["end_positions"] = np.array([3, 5, 6, 0])
-    return inputs
+ORACLE = Oracle(TINY, weights_seed=None)  # transformers' own init
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("head", list(HEADS))
 def test_head_matches_transformers(family, head, tmp_path):
     # One head reads pytorch_model.bin instead of safetensors.
-    hf, ours = saved_pair(tmp_path, family, head, safe_serialization=head != "ForQuestionAnswering", **HEADS[head])
-    inputs = head_inputs(head, hf.config)
+    hf, ours = ORACLE.pair("flax", family, head, tmp_path, safe=head != "ForQuestionAnswering", **HEADS[head])
+    inputs = head_inputs(head, hf.config, labels_seed=1)
     everything = {**inputs, "output_hidden_states": True, "output_attentions": True}
-    expected, actual = hf_call(hf, **everything), ours(**everything)
+    expected, actual = call(hf, **everything), ours(**everything)
     assert_outputs_close(expected, actual, label=f"{family}{head} with attentions")
     assert len(actual.hidden_states) == TINY["num_hidden_layers"] + 1
     if head != "Model":
         assert np.isfinite(actual.loss)
     # Without attention weights both sides take their fused attention path; check tuple order as well.
-    assert_outputs_close(hf_call(hf, **inputs, return_dict=False), ours(**inputs, return_dict=False),
+    assert_outputs_close(call(hf, **inputs, return_dict=False), ours(**inputs, return_dict=False),
                          label=f"{family}{head} fused, as tuple")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_model_inputs_match_transformers(family, tmp_path):
-    hf, ours = saved_pair(tmp_path, family, "Model", type_vocab_size=2)
+    hf, ours = ORACLE.pair("flax", family, "Model", tmp_path, type_vocab_size=2)
     input_ids, attention_mask = padded_batch(TINY["vocab_size"], 1)
     rng = np.random.default_rng(2)
     embeds = rng.normal(size=input_ids.shape + (TINY["hidden_size"],)).astype(np.float32)
@@ -122,17 +77,17 @@ def test_model_inputs_match_transformers(family, tmp_path):
         "no attention mask": {"input_ids": input_ids, "output_hidden_states": True},
     }
     for name, inputs in cases.items():
-        assert_outputs_close(hf_call(hf, **inputs), ours(**inputs), label=f"{family} {name}")
+        assert_outputs_close(call(hf, **inputs), ours(**inputs), label=f"{family} {name}")
 
 
 @pytest.mark.parametrize("problem_type, num_labels", [("regression", 1), ("multi_label_classification", 3)])
 def test_sequence_classification_losses_match_transformers(problem_type, num_labels, tmp_path):
     # problem_type is left unset: both infer it from num_labels and the labels' dtype and record it.
-    hf, ours = saved_pair(tmp_path, "Roberta", "ForSequenceClassification", num_labels=num_labels)
-    inputs = head_inputs("Model", hf.config)
+    hf, ours = ORACLE.pair("flax", "Roberta", "ForSequenceClassification", tmp_path, num_labels=num_labels)
+    inputs = head_inputs("Model", hf.config, labels_seed=1)
     rng = np.random.default_rng(3)
     inputs["labels"] = (rng.random((4, 3)) > 0.5).astype(np.float32) if num_labels > 1 else rng.random(4, np.float32)
-    assert_outputs_close(hf_call(hf, **inputs), ours(**inputs), label=problem_type)
+    assert_outputs_close(call(hf, **inputs), ours(**inputs), label=problem_type)
     assert ours.config.problem_type == hf.config.problem_type == problem_type
 
 
@@ -150,8 +105,8 @@ def decoder_inputs(rng):
 @pytest.mark.parametrize("family, position_embedding_type", [
     ("Roberta", "absolute"), ("RobertaPreLayerNorm", "absolute"), ("Roberta", "relative_key_query")])
 def test_decoder_with_cross_attention_and_cache(family, position_embedding_type, tmp_path):
-    hf, ours = saved_pair(tmp_path, family, "ForCausalLM", is_decoder=True, add_cross_attention=True,
-                          position_embedding_type=position_embedding_type)
+    hf, ours = ORACLE.pair("flax", family, "ForCausalLM", tmp_path, is_decoder=True, add_cross_attention=True,
+                           position_embedding_type=position_embedding_type)
     inputs = decoder_inputs(np.random.default_rng(4))
     full = {**inputs, "use_cache": True, "output_hidden_states": True, "output_attentions": True}
     actual = ours(**full)
@@ -159,10 +114,10 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
     # a multi-token pass with relative positions; we number the queries correctly, which equals its no-cache pass.
     absolute = position_embedding_type == "absolute"
     if absolute:
-        assert_outputs_close(hf_call(hf, **full), actual, label=f"{family} full pass")
+        assert_outputs_close(call(hf, **full), actual, label=f"{family} full pass")
     else:
         no_cache = {**full, "use_cache": False}
-        assert_outputs_close(hf_call(hf, **no_cache), ours(**no_cache), label=f"{family} full pass")
+        assert_outputs_close(call(hf, **no_cache), ours(**no_cache), label=f"{family} full pass")
     layer_cache = actual.past_key_values[0]
     assert len(actual.past_key_values) == 2 and len(layer_cache) == 4 and layer_cache[0].shape == (4, 4, 9, 8)
 
@@ -174,7 +129,7 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
                 "attention_mask": inputs["attention_mask"][:, :stop], "use_cache": True}
         ours_step = ours(**step, past_key_values=ours_past)
         if absolute:
-            hf_step = hf_call(hf, **step, past_key_values=hf_past)
+            hf_step = call(hf, **step, past_key_values=hf_past)
             assert_outputs_close(hf_step, ours_step, label=f"{family} cached step {start}:{stop}")
             hf_past = hf_step.past_key_values
         ours_past = ours_step.past_key_values
@@ -197,15 +152,15 @@ def test_our_save_loads_in_transformers(family, head, tmp_path):
     ours.save_pretrained(tmp_path, overwrite=True)
     hf, info = getattr(transformers, f"{family}{head}").from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    inputs = head_inputs(head, config)
-    assert_outputs_close(hf_call(hf.eval(), **inputs, output_hidden_states=True),
+    inputs = head_inputs(head, config, labels_seed=1)
+    assert_outputs_close(call(hf.eval(), **inputs, output_hidden_states=True),
                          ours(**inputs, output_hidden_states=True), label=f"{family}{head} saved by Flax")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_jitted_grad_matches_torch_autograd(family, tmp_path):
-    hf, ours = saved_pair(tmp_path, family, "ForMaskedLM", type_vocab_size=2)
-    inputs = head_inputs("ForMaskedLM", hf.config)
+    hf, ours = ORACLE.pair("flax", family, "ForMaskedLM", tmp_path, type_vocab_size=2)
+    inputs = head_inputs("ForMaskedLM", hf.config, labels_seed=1)
     inputs["token_type_ids"] = np.random.default_rng(5).integers(0, 2, inputs["input_ids"].shape)
 
     def loss(params):
@@ -260,7 +215,7 @@ def test_dropout_only_in_training():
 
 
 def test_bfloat16_load_sets_compute_and_param_dtype(tmp_path):
-    _, ours = saved_pair(tmp_path, "RobertaPreLayerNorm", "ForMaskedLM")
+    _, ours = ORACLE.pair("flax", "RobertaPreLayerNorm", "ForMaskedLM", tmp_path)
     half = zoo.FlaxRobertaPreLayerNormForMaskedLM.from_pretrained(tmp_path, dtype="bfloat16")
     assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(half.params)} == {jnp.dtype(jnp.bfloat16)}
     ids, mask = padded_batch(TINY["vocab_size"], 1)
@@ -278,7 +233,7 @@ def test_bfloat16_load_sets_compute_and_param_dtype(tmp_path):
 
 
 def test_missing_head_needs_allow_new_heads(tmp_path):
-    hf_model("Roberta", "ForMaskedLM").save_pretrained(tmp_path)
+    ORACLE.hf_model("Roberta", "ForMaskedLM").save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="allow_new_heads"):
         zoo.FlaxRobertaForSequenceClassification.from_pretrained(tmp_path)
     model, info = zoo.FlaxRobertaForSequenceClassification.from_pretrained(
@@ -296,7 +251,7 @@ def test_activations_match_transformers():
     x = np.linspace(-6, 6, 101, dtype=np.float32)
     for name in ACTIVATIONS:
         expected = HF_ACT2FN[name](torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(np.asarray(ACT2FN[name](jnp.asarray(x))), expected, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(np.asarray(ACTIVATIONS[name](jnp.asarray(x))), expected, atol=1e-6, err_msg=name)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,94 +5,36 @@ biases, unit norms and 0.02 weights, under which a wrong bias, norm or position 
 saved with ``save_pretrained`` and loaded by our ``from_pretrained``.
 """
 
-import numpy as np
 import pytest
 
 import rosettazoo.roberta as zoo
 from rosettazoo.common.activations import ACTIVATIONS
 from rosettazoo.conversion import WeightsError
-from tests.harness import assert_outputs_close, padded_batch
+from tests.harness import assert_outputs_close, assert_same, call, labels_for
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-FAMILIES = ("Roberta", "RobertaPreLayerNorm")
-HEADS = ("Model", "ForMaskedLM", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification",
-         "ForMultipleChoice", "ForQuestionAnswering")
-TINY = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
-        "max_position_embeddings": 40, "type_vocab_size": 2, "num_labels": 3}
-HEAD_CONFIG = {"ForCausalLM": {"is_decoder": True}, "ForQuestionAnswering": {"num_labels": 2}}
+from tests.roberta.cases import (  # noqa: E402
+    FAMILIES,
+    HEADS,
+    ORACLE,
+    TINY,
+    batch,
+    decoder_inputs,
+    head_batch,
+    step_by_step,
+)
 
 # Tiny models: one thread per process instead of several spinning threads competing for the same cores.
 torch.set_num_threads(1)
-
-
-def randomize(model: torch.nn.Module, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-
-
-def hf_model(family: str, head: str, **overrides):
-    config = getattr(transformers, f"{family}Config")(**{**TINY, **HEAD_CONFIG.get(head, {}), **overrides})
-    torch.manual_seed(0)
-    model = getattr(transformers, f"{family}{head}")(config)
-    randomize(model)
-    return model.eval()
-
-
-def pair(family: str, head: str, folder, *, safe: bool = True, **overrides):
-    """A Hugging Face model and ours loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(family, head, **overrides)
-    hf.save_pretrained(folder, safe_serialization=safe)
-    return hf, getattr(zoo, f"{family}{head}").from_pretrained(folder)
-
-
-def run(model, **inputs):
-    with torch.no_grad():
-        return model(**inputs)
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run(hf, **inputs), run(ours, **inputs), label=label)
-
-
-def batch(config, length: int = 9, seed: int = 0) -> dict:
-    """Full, right-padded, left-padded and fully masked rows, with random token types."""
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, length, seed=seed)
-    token_type_ids = np.random.default_rng(seed).integers(0, 2, size=input_ids.shape)
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask),
-            "token_type_ids": torch.from_numpy(token_type_ids)}
-
-
-def labels_for(head: str, config, inputs: dict) -> dict:
-    generator = torch.Generator().manual_seed(2)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if head in ("ForMaskedLM", "ForCausalLM", "ForTokenClassification"):
-        high = config.num_labels if head == "ForTokenClassification" else config.vocab_size
-        return {"labels": torch.randint(0, high, ids.shape, generator=generator).masked_fill(mask == 0, -100)}
-    if head == "ForSequenceClassification":
-        return {"labels": torch.randint(0, config.num_labels, ids.shape[:1], generator=generator)}
-    if head == "ForMultipleChoice":
-        return {"labels": torch.tensor([1, 0])}
-    if head == "ForQuestionAnswering":  # 40 lies past the end: clamped and ignored
-        return {"start_positions": torch.tensor([1, 2, 40, 0]), "end_positions": torch.tensor([3, 5, 6, 0])}
-    return {}
-
-
-def head_batch(head: str, config) -> dict:
-    inputs = batch(config)
-    if head == "ForMultipleChoice":  # [batch 2, choices 2, seq]
-        inputs = {name: value.reshape(2, 2, -1) for name, value in inputs.items()}
-    return inputs
 
 
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hf_checkpoint_matches_every_output(family, head, safe, tmp_path):
-    hf, ours = pair(family, head, tmp_path / "hf", safe=safe)
+    hf, ours = ORACLE.pair("pt", family, head, tmp_path / "hf", safe=safe)
     assert not any(module.training for module in ours.modules())
     inputs = head_batch(head, ours.config)
     label = f"{family}{head}"
@@ -111,7 +53,7 @@ def test_hf_checkpoint_matches_every_output(family, head, safe, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_sdpa_equals_eager_attention_with_fully_masked_rows(family, tmp_path):
-    _, ours = pair(family, "Model", tmp_path)
+    _, ours = ORACLE.pair("pt", family, "Model", tmp_path)
     eager = getattr(transformers, f"{family}Model").from_pretrained(tmp_path, attn_implementation="eager").eval()
     inputs = batch(ours.config)
     assert_same(eager, ours, family, **inputs, output_hidden_states=True)
@@ -124,7 +66,7 @@ def test_sequence_classification_problem_types(family, tmp_path):
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification"),
              (3, torch.tensor([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair(family, "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("pt", family, "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **batch(ours.config), labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
 
@@ -132,39 +74,16 @@ def test_sequence_classification_problem_types(family, tmp_path):
 @pytest.mark.parametrize("position_embedding_type", ["relative_key", "relative_key_query"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_relative_position_embeddings(family, position_embedding_type, tmp_path):
-    hf, ours = pair(family, "ForMaskedLM", tmp_path, position_embedding_type=position_embedding_type)
+    hf, ours = ORACLE.pair("pt", family, "ForMaskedLM", tmp_path, position_embedding_type=position_embedding_type)
     assert_same(hf, ours, position_embedding_type, **batch(ours.config), output_hidden_states=True,
                 output_attentions=True)
-
-
-def decoder_inputs(config):
-    """Full and right-padded decoder rows (a cached step continues them exactly) over a padded encoder output."""
-    inputs = batch(config, length=6, seed=4)
-    inputs = {name: value[:2] for name, value in inputs.items()}
-    generator = torch.Generator().manual_seed(5)
-    inputs["encoder_hidden_states"] = torch.randn(2, 5, config.hidden_size, generator=generator)
-    inputs["encoder_attention_mask"] = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    return inputs
-
-
-def step_by_step(model, inputs: dict) -> tuple[torch.Tensor, object]:
-    """Decode one token at a time from the model's own cache; returns the logits of every step and the cache."""
-    past, logits = None, []
-    for t in range(inputs["input_ids"].shape[1]):
-        out = run(model, input_ids=inputs["input_ids"][:, t:t + 1], token_type_ids=inputs["token_type_ids"][:, t:t + 1],
-                  attention_mask=inputs["attention_mask"][:, :t + 1],
-                  encoder_hidden_states=inputs["encoder_hidden_states"],
-                  encoder_attention_mask=inputs["encoder_attention_mask"], past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits.append(out.logits)
-    return torch.cat(logits, dim=1), past
 
 
 @pytest.mark.parametrize("position_embedding_type", ["absolute", "relative_key"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_decoder_with_cross_attention_and_cache(family, position_embedding_type, tmp_path):
-    hf, ours = pair(family, "ForCausalLM", tmp_path, add_cross_attention=True,
-                    position_embedding_type=position_embedding_type)
+    hf, ours = ORACLE.pair("pt", family, "ForCausalLM", tmp_path, add_cross_attention=True,
+                           position_embedding_type=position_embedding_type)
     inputs = decoder_inputs(ours.config)
     label = f"{family} decoder {position_embedding_type}"
     if position_embedding_type == "absolute":
@@ -175,7 +94,7 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
         # transformers 4.57.6 gives every query of a multi-token pass the last position's relative distances
         # whenever a cache is in use; without a cache, and one token at a time, it is right and we agree.
         assert_same(hf, ours, label, **inputs, use_cache=False, output_hidden_states=True, output_attentions=True)
-    full = run(ours, **inputs, use_cache=True)
+    full = call(ours, **inputs, use_cache=True)
     logits, cache = step_by_step(ours, inputs)
     assert_outputs_close(full.logits, logits, label=f"{label}: one token at a time vs full pass")
     assert_outputs_close(full.past_key_values, cache, label=f"{label}: cache built step by step vs full pass")
@@ -187,7 +106,7 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_embeddings_positions_and_head_mask_inputs(family, tmp_path):
-    hf, ours = pair(family, "Model", tmp_path)
+    hf, ours = ORACLE.pair("pt", family, "Model", tmp_path)
     inputs = batch(ours.config)
     embeds = ours.embeddings.word_embeddings(inputs["input_ids"]).detach()
     mask = inputs["attention_mask"]
@@ -202,22 +121,22 @@ def test_embeddings_positions_and_head_mask_inputs(family, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_return_dict_false_gives_transformers_tuples(family, tmp_path):
-    hf, ours = pair(family, "ForMaskedLM", tmp_path)
+    hf, ours = ORACLE.pair("pt", family, "ForMaskedLM", tmp_path)
     inputs = {**batch(ours.config), **labels_for("ForMaskedLM", ours.config, batch(ours.config))}
-    theirs = run(hf, **inputs, output_hidden_states=True, return_dict=False)
-    mine = run(ours, **inputs, output_hidden_states=True, return_dict=False)
+    theirs = call(hf, **inputs, output_hidden_states=True, return_dict=False)
+    mine = call(ours, **inputs, output_hidden_states=True, return_dict=False)
     assert isinstance(mine, tuple) and len(mine) == len(theirs) == 3  # loss, logits, hidden states
     assert_outputs_close(theirs, mine, label="tuple")
 
 
 def test_bfloat16_loading_and_saving(tmp_path):
-    _, ours = pair("Roberta", "ForMaskedLM", tmp_path / "hf")
+    _, ours = ORACLE.pair("pt", "Roberta", "ForMaskedLM", tmp_path / "hf")
     half = zoo.RobertaForMaskedLM.from_pretrained(tmp_path / "hf", dtype="bfloat16")
     assert half.dtype == torch.bfloat16 and not half.training
     inputs = batch(ours.config)
     hf_half = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16).eval()
     # bfloat16 keeps 8 significant bits: outputs of O(1) agree to a few units in the last place.
-    assert_outputs_close(run(hf_half, **inputs).logits.float(), run(half, **inputs).logits.float(), atol=0.1)
+    assert_outputs_close(call(hf_half, **inputs).logits.float(), call(half, **inputs).logits.float(), atol=0.1)
     half.save_pretrained(tmp_path / "half")
     again = zoo.RobertaForMaskedLM.from_pretrained(tmp_path / "half", dtype=torch.bfloat16)
     for (name, a), (_, b) in zip(half.named_parameters(), again.named_parameters(), strict=True):
@@ -225,16 +144,16 @@ def test_bfloat16_loading_and_saving(tmp_path):
 
 
 def test_dropout_only_in_training(tmp_path):
-    _, ours = pair("Roberta", "ForMaskedLM", tmp_path)
+    _, ours = ORACLE.pair("pt", "Roberta", "ForMaskedLM", tmp_path)
     inputs = batch(ours.config)
-    assert torch.equal(run(ours, **inputs).logits, run(ours, **inputs).logits)
+    assert torch.equal(call(ours, **inputs).logits, call(ours, **inputs).logits)
     ours.train()
-    assert not torch.equal(run(ours, **inputs).logits, run(ours, **inputs).logits)
+    assert not torch.equal(call(ours, **inputs).logits, call(ours, **inputs).logits)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_new_heads_and_loading_info(family, tmp_path):
-    hf_model(family, "ForMaskedLM").save_pretrained(tmp_path)
+    ORACLE.hf_model(family, "ForMaskedLM").save_pretrained(tmp_path)
     classifier = getattr(zoo, f"{family}ForSequenceClassification")
     with pytest.raises(WeightsError, match="allow_new_heads.*classifier.dense.weight"):
         classifier.from_pretrained(tmp_path)
@@ -272,7 +191,7 @@ def test_fresh_model_init_tying_and_parameter_count(family):
 
 
 def test_untied_output_embeddings_round_trip(tmp_path):
-    hf, ours = pair("Roberta", "ForMaskedLM", tmp_path / "hf", tie_word_embeddings=False)
+    hf, ours = ORACLE.pair("pt", "Roberta", "ForMaskedLM", tmp_path / "hf", tie_word_embeddings=False)
     assert ours.lm_head.decoder.weight is not ours.roberta.embeddings.word_embeddings.weight
     assert_same(hf, ours, "untied", **batch(ours.config))
     ours.save_pretrained(tmp_path / "ours")
@@ -281,14 +200,14 @@ def test_untied_output_embeddings_round_trip(tmp_path):
 
 
 def test_save_refuses_to_overwrite(tmp_path):
-    _, ours = pair("Roberta", "Model", tmp_path)
+    _, ours = ORACLE.pair("pt", "Roberta", "Model", tmp_path)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ours.save_pretrained(tmp_path)
     ours.save_pretrained(tmp_path, overwrite=True)
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
-    _, ours = pair("Roberta", "ForMaskedLM", tmp_path)
+    _, ours = ORACLE.pair("pt", "Roberta", "ForMaskedLM", tmp_path)
     ids = torch.tensor([[0, 5, 6, 7, 2]])
     cases = [
         ({"input_ids": torch.tensor([[0, 5, 99, 2]])}, "token id 99, outside the vocabulary"),

@@ -23,34 +23,8 @@ from rosettazoo.common.activations import ACTIVATIONS
 from rosettazoo.common.layers_tf import activation
 from rosettazoo.common.outputs import SequenceClassifierOutput
 from rosettazoo.conversion import WeightsError, to_canonical
-from tests.harness import assert_outputs_close
-from tests.roberta.test_modeling_pt import (
-    FAMILIES,
-    HEADS,
-    TINY,
-    batch,
-    decoder_inputs,
-    head_batch,
-    hf_model,
-    labels_for,
-    step_by_step,
-)
-from tests.roberta.test_modeling_pt import run as run_hf
-
-
-def numpy_inputs(inputs: dict) -> dict:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-
-
-def pair(family: str, head: str, folder, *, safe: bool = True, **overrides):
-    """A Hugging Face model and our TF model loaded from its ``save_pretrained`` folder."""
-    hf = hf_model(family, head, **overrides)
-    hf.save_pretrained(folder, safe_serialization=safe)
-    return hf, getattr(zoo, f"TF{family}{head}").from_pretrained(folder)
-
-
-def assert_same(hf, ours, label, **inputs) -> float:
-    return assert_outputs_close(run_hf(hf, **inputs), ours(**numpy_inputs(inputs)), label=label)
+from tests.harness import assert_outputs_close, assert_same, call, labels_for, numpy_inputs
+from tests.roberta.cases import FAMILIES, HEADS, ORACLE, TINY, batch, decoder_inputs, head_batch, step_by_step
 
 
 def tiny_config(family: str = "Roberta", **overrides):
@@ -63,7 +37,7 @@ def tiny_config(family: str = "Roberta", **overrides):
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hf_checkpoint_matches_every_output(family, head, tmp_path):
-    hf, ours = pair(family, head, tmp_path / "hf")
+    hf, ours = ORACLE.pair("tf", family, head, tmp_path / "hf")
     inputs = head_batch(head, ours.config)
     label = f"TF{family}{head}"
     # With labels and without attention weights (transformers takes its SDPA path), then without labels (the
@@ -80,7 +54,7 @@ def test_hf_checkpoint_matches_every_output(family, head, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pytorch_bin_checkpoint(family, tmp_path):
-    hf, ours = pair(family, "Model", tmp_path, safe=False)
+    hf, ours = ORACLE.pair("tf", family, "Model", tmp_path, safe=False)
     assert (tmp_path / "pytorch_model.bin").exists()
     assert_same(hf, ours, "pytorch_model.bin", **batch(ours.config), output_hidden_states=True)
 
@@ -91,7 +65,7 @@ def test_sequence_classification_problem_types(tmp_path):  # the loss code is sh
              (3, (torch.rand(4, 3, generator=generator) > 0.5).float(), "multi_label_classification"),
              (3, torch.tensor([0, 2, 1, 1]), "single_label_classification")]
     for num_labels, labels, problem_type in cases:
-        hf, ours = pair("Roberta", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
+        hf, ours = ORACLE.pair("tf", "Roberta", "ForSequenceClassification", tmp_path / problem_type, num_labels=num_labels)
         assert_same(hf, ours, problem_type, **batch(ours.config), labels=labels)
         assert ours.config.problem_type == hf.config.problem_type == problem_type
 
@@ -99,30 +73,17 @@ def test_sequence_classification_problem_types(tmp_path):  # the loss code is sh
 @pytest.mark.parametrize("position_embedding_type", ["relative_key", "relative_key_query"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_relative_position_embeddings(family, position_embedding_type, tmp_path):
-    hf, ours = pair(family, "ForMaskedLM", tmp_path, position_embedding_type=position_embedding_type)
+    hf, ours = ORACLE.pair("tf", family, "ForMaskedLM", tmp_path, position_embedding_type=position_embedding_type)
     assert_same(hf, ours, position_embedding_type, **batch(ours.config), output_hidden_states=True,
                 output_attentions=True)
-
-
-def tf_step_by_step(model, inputs: dict):
-    """Decode one token at a time from the model's own cache; returns the logits of every step and the cache."""
-    past, logits = None, []
-    for t in range(inputs["input_ids"].shape[1]):
-        out = model(input_ids=inputs["input_ids"][:, t:t + 1], token_type_ids=inputs["token_type_ids"][:, t:t + 1],
-                    attention_mask=inputs["attention_mask"][:, :t + 1],
-                    encoder_hidden_states=inputs["encoder_hidden_states"],
-                    encoder_attention_mask=inputs["encoder_attention_mask"], past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        logits.append(out.logits)
-    return tf.concat(logits, axis=1), past
 
 
 @pytest.mark.parametrize("family, position_embedding_type", [
     ("Roberta", "absolute"), ("RobertaPreLayerNorm", "absolute"), ("Roberta", "relative_key"),
 ])
 def test_decoder_with_cross_attention_and_cache(family, position_embedding_type, tmp_path):
-    hf, ours = pair(family, "ForCausalLM", tmp_path, add_cross_attention=True,
-                    position_embedding_type=position_embedding_type)
+    hf, ours = ORACLE.pair("tf", family, "ForCausalLM", tmp_path, add_cross_attention=True,
+                           position_embedding_type=position_embedding_type)
     torch_inputs = decoder_inputs(ours.config)
     inputs = numpy_inputs(torch_inputs)
     label = f"TF {family} decoder {position_embedding_type}"
@@ -135,7 +96,7 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
         assert_same(hf, ours, label, **torch_inputs, use_cache=False, output_hidden_states=True,
                     output_attentions=True)
     full = ours(**inputs, use_cache=True)
-    logits, cache = tf_step_by_step(ours, inputs)
+    logits, cache = step_by_step(ours, inputs)
     assert_outputs_close(full.logits, logits, label=f"{label}: one token at a time vs full pass")
     assert_outputs_close(full.past_key_values, cache, label=f"{label}: cache built step by step vs full pass")
     assert all(len(layer) == 4 for layer in cache)  # self and cross keys and values
@@ -152,7 +113,7 @@ def test_decoder_with_cross_attention_and_cache(family, position_embedding_type,
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_embeddings_positions_head_mask_and_3d_mask(family, tmp_path):
-    hf, ours = pair(family, "Model", tmp_path)
+    hf, ours = ORACLE.pair("tf", family, "Model", tmp_path)
     inputs = batch(ours.config)
     mask = inputs["attention_mask"]
     embeds = hf.embeddings.word_embeddings(inputs["input_ids"]).detach()
@@ -166,7 +127,7 @@ def test_embeddings_positions_head_mask_and_3d_mask(family, tmp_path):
 
 
 def test_calls_take_kwargs_a_dict_or_a_list_and_return_tuples(tmp_path):
-    hf, ours = pair("Roberta", "ForMaskedLM", tmp_path)
+    hf, ours = ORACLE.pair("tf", "Roberta", "ForMaskedLM", tmp_path)
     inputs = numpy_inputs(batch(ours.config))
     expected = ours(**inputs).logits
     assert_outputs_close(expected, ours(inputs).logits, label="dict")
@@ -175,7 +136,7 @@ def test_calls_take_kwargs_a_dict_or_a_list_and_return_tuples(tmp_path):
     with pytest.raises(TypeError, match="unknown inputs"):
         ours({**inputs, "mask": inputs["attention_mask"]})
     torch_inputs = {**batch(ours.config), **labels_for("ForMaskedLM", ours.config, batch(ours.config))}
-    theirs = run_hf(hf, **torch_inputs, output_hidden_states=True, return_dict=False)
+    theirs = call(hf, **torch_inputs, output_hidden_states=True, return_dict=False)
     mine = ours(**numpy_inputs(torch_inputs), output_hidden_states=True, return_dict=False)
     assert isinstance(mine, tuple) and len(mine) == len(theirs) == 3  # loss, logits, hidden states
     assert_outputs_close(theirs, mine, label="tuple")
@@ -185,7 +146,7 @@ def test_calls_take_kwargs_a_dict_or_a_list_and_return_tuples(tmp_path):
 
 
 def test_bfloat16_loading_and_saving(tmp_path):
-    _, ours = pair("Roberta", "ForMaskedLM", tmp_path / "hf")
+    _, ours = ORACLE.pair("tf", "Roberta", "ForMaskedLM", tmp_path / "hf")
     half = zoo.TFRobertaForMaskedLM.from_pretrained(tmp_path / "hf", dtype="bfloat16")
     assert half.dtype_policy.name == "bfloat16"
     assert {v.dtype for v in half.weights} == {"bfloat16"}
@@ -194,7 +155,7 @@ def test_bfloat16_loading_and_saving(tmp_path):
     assert logits.dtype == tf.bfloat16
     hf_half = transformers.RobertaForMaskedLM.from_pretrained(tmp_path / "hf", dtype=torch.bfloat16).eval()
     # bfloat16 keeps 8 significant bits: outputs of O(1) agree to a few units in the last place.
-    assert_outputs_close(run_hf(hf_half, **batch(ours.config)).logits.float(), tf.cast(logits, tf.float32), atol=0.1)
+    assert_outputs_close(call(hf_half, **batch(ours.config)).logits.float(), tf.cast(logits, tf.float32), atol=0.1)
     half.save_pretrained(tmp_path / "half")
     again = zoo.TFRobertaForMaskedLM.from_pretrained(tmp_path / "half", dtype="bfloat16")
     saved, loaded = half.numpy_weights(), again.numpy_weights()
@@ -203,7 +164,7 @@ def test_bfloat16_loading_and_saving(tmp_path):
 
 
 def test_dropout_only_in_training(tmp_path):
-    _, ours = pair("Roberta", "ForMaskedLM", tmp_path)
+    _, ours = ORACLE.pair("tf", "Roberta", "ForMaskedLM", tmp_path)
     inputs = numpy_inputs(batch(ours.config))
     assert np.array_equal(ours(**inputs).logits, ours(**inputs, training=False).logits)
     assert not np.array_equal(ours(**inputs, training=True).logits, ours(**inputs, training=True).logits)
@@ -211,7 +172,7 @@ def test_dropout_only_in_training(tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_new_heads_and_loading_info(family, tmp_path):
-    hf_model(family, "ForMaskedLM").save_pretrained(tmp_path)
+    ORACLE.hf_model(family, "ForMaskedLM").save_pretrained(tmp_path)
     classifier = getattr(zoo, f"TF{family}ForSequenceClassification")
     with pytest.raises(WeightsError, match="allow_new_heads.*classifier.dense.weight"):
         classifier.from_pretrained(tmp_path)
@@ -251,7 +212,7 @@ def test_fresh_model_variables_and_init(family):
 
 
 def test_untied_output_embeddings_round_trip(tmp_path):
-    hf, ours = pair("Roberta", "ForMaskedLM", tmp_path / "hf", tie_word_embeddings=False)
+    hf, ours = ORACLE.pair("tf", "Roberta", "ForMaskedLM", tmp_path / "hf", tie_word_embeddings=False)
     assert "lm_head.decoder.kernel" in ours.variables_by_path()
     assert_same(hf, ours, "untied", **batch(ours.config))
     ours.save_pretrained(tmp_path / "ours")
@@ -260,7 +221,7 @@ def test_untied_output_embeddings_round_trip(tmp_path):
 
 
 def test_save_refuses_to_overwrite(tmp_path):
-    _, ours = pair("Roberta", "Model", tmp_path)
+    _, ours = ORACLE.pair("tf", "Roberta", "Model", tmp_path)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         ours.save_pretrained(tmp_path)
     ours.save_pretrained(tmp_path, overwrite=True)

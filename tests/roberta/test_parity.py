@@ -11,7 +11,15 @@ import torch  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
 import rosettazoo.roberta as zoo  # noqa: E402
-from tests.harness import assert_outputs_close, assert_three_agree, load_three, padded_batch, run  # noqa: E402
+from tests.harness import (  # noqa: E402
+    EVERY_OUTPUT,
+    assert_outputs_close,
+    assert_three_agree,
+    head_inputs,
+    load_three,
+    padded_batch,
+    run,
+)
 
 FAMILIES = {"Roberta": zoo.RobertaConfig, "RobertaPreLayerNorm": zoo.RobertaPreLayerNormConfig}
 HEADS = ("Model", "ForMaskedLM", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification",
@@ -25,36 +33,13 @@ def tiny_config(family: str, **overrides):
     return FAMILIES[family](**values)
 
 
-def head_inputs(head: str, config, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    input_ids, attention_mask = padded_batch(config.vocab_size, config.pad_token_id, seed=seed)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
-              "output_hidden_states": True, "output_attentions": True}
-    batch, length = input_ids.shape
-    if head in ("ForMaskedLM", "ForCausalLM", "ForTokenClassification"):
-        high = config.vocab_size if head != "ForTokenClassification" else config.num_labels
-        labels = rng.integers(0, high, size=(batch, length))
-        labels[attention_mask == 0] = -100
-        inputs["labels"] = labels
-    elif head == "ForSequenceClassification":
-        inputs["labels"] = rng.integers(0, config.num_labels, size=(batch,))
-    elif head == "ForMultipleChoice":
-        inputs["input_ids"] = input_ids.reshape(2, 2, length)
-        inputs["attention_mask"] = attention_mask.reshape(2, 2, length)
-        inputs["labels"] = np.array([1, 0])
-    elif head == "ForQuestionAnswering":
-        inputs["start_positions"] = np.array([1, 2, 40, 0])  # 40 lies past the end: clamped and ignored, as in HF
-        inputs["end_positions"] = np.array([3, 5, 6, 0])
-    return inputs
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("head", HEADS)
 def test_every_head_agrees(family, head, tmp_path):
     # The QA head's two outputs are the start and end logits (num_labels 2, as in transformers).
     config = tiny_config(family, is_decoder=head == "ForCausalLM", num_labels=2 if head == "ForQuestionAnswering" else 3)
     models = load_three(zoo, family + head, config, tmp_path)
-    outputs = assert_three_agree(models, head_inputs(head, config), f"{family}{head}")
+    outputs = assert_three_agree(models, {**head_inputs(head, config), **EVERY_OUTPUT}, f"{family}{head}")
     if head != "Model":
         assert "loss" in outputs["pt"] and "loss" in outputs["tf"] and "loss" in outputs["flax"]
 
@@ -63,7 +48,7 @@ def test_every_head_agrees(family, head, tmp_path):
 def test_sequence_classification_problem_types(problem_type, num_labels, tmp_path):
     config = tiny_config("Roberta", num_labels=num_labels, problem_type=problem_type)
     models = load_three(zoo, "RobertaForSequenceClassification", config, tmp_path)
-    inputs = head_inputs("ForSequenceClassification", config)
+    inputs = {**head_inputs("ForSequenceClassification", config), **EVERY_OUTPUT}
     rng = np.random.default_rng(1)
     shape = (4,) if num_labels == 1 else (4, num_labels)
     inputs["labels"] = (rng.random(shape) > 0.5).astype(np.float32) if num_labels > 1 else rng.random(shape).astype(np.float32)
@@ -74,7 +59,7 @@ def test_sequence_classification_problem_types(problem_type, num_labels, tmp_pat
 def test_relative_positions_agree(position_embedding_type, tmp_path):
     config = tiny_config("Roberta", position_embedding_type=position_embedding_type)
     models = load_three(zoo, "RobertaForMaskedLM", config, tmp_path)
-    assert_three_agree(models, head_inputs("ForMaskedLM", config), position_embedding_type)
+    assert_three_agree(models, {**head_inputs("ForMaskedLM", config), **EVERY_OUTPUT}, position_embedding_type)
 
 
 @pytest.mark.parametrize("family, position_embedding_type", [

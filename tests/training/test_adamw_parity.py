@@ -7,7 +7,7 @@ by the learning rate, bias correction, no AMSGrad; biases and LayerNorm weights 
   Keras takes ``eps * sqrt(1 - beta2 ** step)``: exact on the first step (and within 1e-3 * eps of it from step 3).
 - the decay mask: PyTorch by parameter groups, Keras ``exclude_from_weight_decay(var_names=...)`` (its LayerNorm
   weights are gamma and beta), optax ``mask=`` over the Flax tree (LayerNorm weights are scale and bias).
-Our TF embeddings give dense gradients (``layers_tf.dense_gradient``): Keras' Adam mishandles sparse ones.
+Our TF embeddings give dense gradients (``backend_tf.dense_gradient``): Keras' Adam mishandles sparse ones.
 """
 
 import numpy as np
