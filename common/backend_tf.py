@@ -150,36 +150,44 @@ def gather(table, ids):
     return tf.gather(dense_gradient(tf.convert_to_tensor(table)), ids)
 
 
-def lookup_token_ids(table, ids, vocab_size: int, name: str = "input_ids"):
-    """``tf.gather(table, ids)`` for token ids, checked against the vocabulary (see ``_guarded_gather``)."""
+def checked_token_ids(ids, vocab_size: int, name: str = "input_ids"):
+    """Token ids checked against the vocabulary before a gather, which TensorFlow does not check on every device:
+    eagerly with the shared ValueError, in a graph with an assert that runs before the ids are used."""
     if tf.executing_eagerly():
         check_token_ids(np.asarray(ids), vocab_size, name)
-        return gather(table, ids)
-    return _guarded_gather(table, ids, 0, vocab_size, 0,
-                           f"{name} holds a token id outside the vocabulary [0, {vocab_size})")
+        return ids
+    return _asserted_in_range(ids, 0, vocab_size, f"{name} holds a token id outside the vocabulary [0, {vocab_size})")
 
 
-def lookup_indices(table, ids, size: int, name: str, what: str, low: int = 0, offset: int = 0):
-    """Rows ``ids + offset`` of ``table`` for other indices (positions, token types), which must lie in
-    [``low``, ``size``) (OPT: positions from -1, at rows from 1)."""
+def checked_indices(ids, size: int, name: str, what: str, low: int = 0):
+    """Other indices (positions, token types) checked against [``low``, ``size``), as ``checked_token_ids``."""
     if tf.executing_eagerly():
         check_index_range(np.asarray(ids), size, name, what, low)
-        return gather(table, ids + offset)
-    return _guarded_gather(table, ids, low, size, offset, f"{name} holds an index outside [{low}, {size}) allowed by {what}")
+        return ids
+    return _asserted_in_range(ids, low, size, f"{name} holds an index outside [{low}, {size}) allowed by {what}")
 
 
-def _guarded_gather(table, ids, low: int, high: int, offset: int, message: str):
-    """A gather for graph mode, where the ids are not known yet.
-
-    An assert (InvalidArgumentError in a plain graph) runs before the gather; XLA drops asserts, so the rows of
-    ids outside [low, high) are also NaN (``gather_rows``). (Eagerly the callers raise the shared ValueError.)
-    """
+def _asserted_in_range(ids, low: int, high: int, message: str):
+    """``ids`` behind an assert (InvalidArgumentError in a plain graph) that they lie in [low, high)."""
     with tf.control_dependencies([
         tf.debugging.assert_greater_equal(ids, tf.cast(low, ids.dtype), message=message),
         tf.debugging.assert_less(ids, tf.cast(high, ids.dtype), message=message),
     ]):
-        ids = tf.identity(ids)
-    return gather_rows(table, ids, low, high, offset)
+        return tf.identity(ids)
+
+
+def lookup_token_ids(table, ids, vocab_size: int, name: str = "input_ids"):
+    """``tf.gather(table, ids)`` for checked token ids; in a graph, XLA drops asserts, so the rows of bad ids are
+    also NaN (``gather_rows``)."""
+    ids = checked_token_ids(ids, vocab_size, name)
+    return gather(table, ids) if tf.executing_eagerly() else gather_rows(table, ids, 0, vocab_size)
+
+
+def lookup_indices(table, ids, size: int, name: str, what: str, low: int = 0, offset: int = 0):
+    """Rows ``ids + offset`` of ``table`` for other checked indices in [``low``, ``size``) (OPT: positions from -1,
+    at rows from 1)."""
+    ids = checked_indices(ids, size, name, what, low)
+    return gather(table, ids + offset) if tf.executing_eagerly() else gather_rows(table, ids, low, size, offset)
 
 
 def gather_rows(table, ids, low: int, high: int, offset: int = 0):

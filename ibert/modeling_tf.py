@@ -16,10 +16,9 @@ always takes the general 64-bit requantization that eager calls skip for small v
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ..common.backend_tf import Block, check_length, dim, indices_in_range, run_layer
+from ..common.backend_tf import Block, check_length, checked_indices, checked_token_ids, dim, indices_in_range, run_layer
 from ..common.encoder_heads_tf import (
     TFEncoderForMaskedLM,
     TFEncoderForMultipleChoice,
@@ -43,7 +42,6 @@ from ..common.outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
     tuple_or_none,
 )
-from ..common.validation import check_index_range, check_token_ids
 from . import quant
 from .config import IBertConfig
 from .quant_tf import OPS, IntGELU, IntLayerNorm, IntSoftmax, QuantAct, QuantEmbedding, QuantLinear
@@ -59,31 +57,6 @@ def position_ids_from_input_ids(input_ids, padding_idx: int):
     """Real tokens count from ``padding_idx + 1`` in order; padding keeps position ``padding_idx``."""
     is_token = tf.cast(input_ids != padding_idx, input_ids.dtype)
     return tf.cumsum(is_token, axis=1) * is_token + padding_idx
-
-
-def checked_token_ids(ids, vocab_size: int):
-    """``input_ids`` checked against the vocabulary before a gather (see ``checked_indices``)."""
-    if tf.executing_eagerly():
-        check_token_ids(np.asarray(ids), vocab_size)
-        return ids
-    return _asserted_in_range(ids, vocab_size, f"input_ids holds a token id outside the vocabulary [0, {vocab_size})")
-
-
-def checked_indices(ids, size: int, name: str, what: str):
-    """``ids`` checked against [0, ``size``) before a gather, which TensorFlow does not check on every device:
-    eagerly with the shared ValueError, in a graph with an assert that runs before the ids are used."""
-    if tf.executing_eagerly():
-        check_index_range(np.asarray(ids), size, name, what)
-        return ids
-    return _asserted_in_range(ids, size, f"{name} holds an index outside [0, {size}) allowed by {what}")
-
-
-def _asserted_in_range(ids, size: int, message: str):
-    with tf.control_dependencies([
-        tf.debugging.assert_greater_equal(ids, tf.cast(0, ids.dtype), message=message),
-        tf.debugging.assert_less(ids, tf.cast(size, ids.dtype), message=message),
-    ]):
-        return tf.identity(ids)
 
 
 def rows_in_range(config: IBertConfig, input_ids, token_type_ids, position_ids):

@@ -84,8 +84,6 @@ ALLOWED: dict[str, dict[str, str]] = {
         "flax: IBertPreTrainedModel.numpy_weights": "Flax holds the quantization buffers in a second collection (quant_stats)",
         "flax: IBertPreTrainedModel.parameter_shapes": "Flax holds the quantization buffers in a second collection (quant_stats)",
         "flax: initial_quant_stats()": "Flax holds the quantization buffers in a second collection (quant_stats)",
-        "tf: checked_*()": "TensorFlow's gather does not check indices on every device (an assert runs first)",
-        "tf: _asserted_in_range()": "TensorFlow's gather does not check indices on every device (an assert runs first)",
         "tf: rows_in_range()": "compiled code cannot raise: rows with a bad index come out NaN (PyTorch raises)",
         "tf: nan_in_invalid_rows()": "compiled code cannot raise: rows with a bad index come out NaN (PyTorch raises)",
         "flax: rows_in_range()": "compiled code cannot raise: rows with a bad index come out NaN (PyTorch raises)",
