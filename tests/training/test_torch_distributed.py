@@ -94,6 +94,9 @@ def rank_main(rank: int, port: int, folder: str) -> None:
                 np.savez(os.path.join(folder, f"{mode}.npz"), loss=(share / WORLD).numpy(), **weights)
     finally:
         dist.destroy_process_group()
+    # Leave without interpreter finalization: under load, gloo/FSDP worker threads still being torn down then can
+    # abort the process (SIGABRT, "terminate called without an active exception") after its results are written.
+    os._exit(0)
 
 
 def free_port() -> int:
