@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..common.backend_flax import Embed, checkpointed, concrete, dense, layer_norm, tied_logits
+from ..common.backend_flax import Embed, after_layer_drop, checkpointed, concrete, dense, layer_norm, tied_logits
 from ..common.cache import StaticCache
 from ..common.layers_flax import (
     ProjectedAttention,
@@ -264,7 +264,7 @@ class FlaxBartEncoder(_FlaxBartStack):
             all_hidden.append(hidden_states)
             output, probs = self.layers(i, hidden_states, mask, head_masks[i], deterministic, output_attentions)
             dropped = layer_dropped(c.encoder_layerdrop, None if deterministic else self.make_rng("dropout"))
-            hidden_states = jnp.where(dropped, hidden_states, output)
+            hidden_states = after_layer_drop(dropped, hidden_states, output)
             all_attentions.append(probs)
         all_hidden.append(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states,
@@ -321,7 +321,7 @@ class FlaxBartDecoder(_FlaxBartStack):
                 past_layers[i] if past_layers is not None else None, past_length if static else None, deterministic,
                 output_attentions)
             dropped = layer_dropped(c.decoder_layerdrop, None if deterministic else self.make_rng("dropout"))
-            hidden_states = jnp.where(dropped, hidden_states, output)
+            hidden_states = after_layer_drop(dropped, hidden_states, output)
             all_self.append(self_probs)
             all_cross.append(cross_probs)
             cache.append(layer_cache)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from ..common.backend_tf import (
     Block,
+    after_layer_drop,
     check_length,
     dense,
     dim,
@@ -245,7 +246,7 @@ class TFBartEncoder(_TFBartStack):
                 all_hidden.append(hidden_states)
             output, probs = run_layer(self, layer, hidden_states, attention_mask=mask, head_mask=layer_head_mask,
                                       training=training)
-            hidden_states = tf.where(layer_dropped(config.encoder_layerdrop, training), hidden_states, output)
+            hidden_states = after_layer_drop(layer_dropped(config.encoder_layerdrop, training), hidden_states, output)
             if output_attentions:
                 all_attentions.append(probs)
         if output_hidden_states:
@@ -307,7 +308,7 @@ class TFBartDecoder(_TFBartStack):
                 past_key_value=past_layers[i] if past_layers is not None else None,
                 cache_index=past_length if static else None, training=training,
             )
-            hidden_states = tf.where(layer_dropped(config.decoder_layerdrop, training), hidden_states, output)
+            hidden_states = after_layer_drop(layer_dropped(config.decoder_layerdrop, training), hidden_states, output)
             if output_attentions:
                 all_self.append(self_probs)
                 if all_cross is not None:

@@ -132,6 +132,12 @@ def tied_logits(hidden_states: Array, table: Array) -> Array:
     return by_vocab.T.reshape(*hidden_states.shape[:-1], table.shape[0])
 
 
+def after_layer_drop(dropped, layer_input: Array, layer_output: Array) -> Array:
+    """The hidden states after a layer that LayerDrop may have skipped (``layers_flax.layer_dropped``): its input
+    where it was dropped, else its output; without a select when nothing can be dropped (inference)."""
+    return layer_output if dropped is False else jnp.where(dropped, layer_input, layer_output)
+
+
 def inverted_dropout(x: Array, rate: float, rng: Array | None) -> Array:
     """Inverted dropout (as torch.nn.Dropout); identity without an rng or with rate 0."""
     if rng is None or rate == 0.0:

@@ -137,6 +137,12 @@ def tied_logits(hidden_states, table):
 
 # ---------------------------------------------------------------- embedding lookups
 
+def after_layer_drop(dropped, layer_input, layer_output):
+    """The hidden states after a layer that LayerDrop may have skipped (``layers_tf.layer_dropped``): its input
+    where it was dropped, else its output; without a select when nothing can be dropped (inference)."""
+    return layer_output if dropped is False else tf.where(dropped, layer_input, layer_output)
+
+
 @tf.custom_gradient
 def dense_gradient(table):
     """``table`` unchanged, with a dense gradient, as PyTorch's embeddings give: Keras 3's Adam-family optimizers

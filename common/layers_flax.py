@@ -189,7 +189,7 @@ def causal_keep_mask(mask: Array, query_length: int) -> Array:
 
 
 def head_mask_per_layer(head_mask: Array | None, num_layers: int, num_heads: int,
-                     name: str = "head_mask") -> list[Array | None]:
+                        name: str = "head_mask") -> list[Array | None]:
     """Per-layer multipliers [1, heads, 1, 1] of the attention probabilities from a [heads] or [layers, heads] mask;
     ``name``: the argument's name, for errors."""
     if head_mask is None:

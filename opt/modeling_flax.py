@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..common.backend_flax import Embed, checkpointed, concrete, dense, layer_norm, tied_logits
+from ..common.backend_flax import Embed, after_layer_drop, checkpointed, concrete, dense, layer_norm, tied_logits
 from ..common.cache import StaticCache
 from ..common.layers_flax import (
     ProjectedAttention,
@@ -192,7 +192,7 @@ class FlaxOPTDecoder(_Block):
                 past_length if static else None, deterministic, output_attentions,
             )
             dropped = layer_dropped(c.layerdrop, None if deterministic else self.make_rng("dropout"))
-            hidden_states = jnp.where(dropped, hidden_states, output)
+            hidden_states = after_layer_drop(dropped, hidden_states, output)
             all_attentions.append(probs)
             cache.append(layer_cache)
         if c.do_layer_norm_before and not c._remove_final_layer_norm:

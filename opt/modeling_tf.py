@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from ..common.backend_tf import (
     Block,
+    after_layer_drop,
     check_length,
     check_shape_compatible,
     dense,
@@ -179,7 +180,7 @@ class TFOPTDecoder(Block):
                 past_key_value=past_layers[i] if past_layers is not None else None,
                 cache_index=past_length if static else None, training=training,
             )
-            hidden_states = tf.where(layer_dropped(config.layerdrop, training), hidden_states, output)
+            hidden_states = after_layer_drop(layer_dropped(config.layerdrop, training), hidden_states, output)
             all_attentions.append(probs)
             cache.append(layer_cache)
         if self.final_layer_norm is not None:
